@@ -1,0 +1,207 @@
+"""Configuration: :class:`Config` and :class:`Bind`, frozen and validated on construction.
+
+Units are in the field names' documentation: every ``*_timeout`` is in seconds, every ``*_size``
+in bytes. ``None`` for a timeout means "no timeout"; for a size limit, "no limit".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import ConfigError
+
+__all__ = ["Bind", "Config", "parse_bind"]
+
+# RFC 9113 §6.5.2 bounds.
+_MAX_WINDOW = 2**31 - 1
+_MIN_FRAME, _MAX_FRAME = 2**14, 2**24 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """One place to listen on.
+
+    ``kind`` is ``"tcp"`` (``host``/``port``; port 0 picks a free port), ``"unix"`` (``path``) or
+    ``"fd"`` (``fd``, an inherited listening socket). ``tls`` says whether TLS is served here; it is
+    decided by the server from the configured certificate and ``--insecure-bind``.
+    """
+
+    kind: Literal["tcp", "unix", "fd"]
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+    tls: bool | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+_IPV6 = re.compile(r"^\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d+)$")
+
+
+def parse_bind(text: str | Bind, *, tls: bool | None = None) -> Bind:
+    """Parse a bind string as Hypercorn does: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH``,
+    ``fd://N``. A :class:`Bind` is returned unchanged (with ``tls`` applied when it has none).
+
+    Raises :class:`ConfigError` on anything else.
+    """
+    if isinstance(text, Bind):
+        return text if text.tls is not None or tls is None else dataclasses.replace(text, tls=tls)
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise ConfigError(f"bind {text!r}: empty unix socket path")
+        return Bind("unix", path=path, tls=tls)
+    if text.startswith("fd://"):
+        try:
+            fd = int(text[len("fd://") :])
+        except ValueError:
+            raise ConfigError(f"bind {text!r}: fd:// needs a file descriptor number") from None
+        if fd < 0:
+            raise ConfigError(f"bind {text!r}: negative file descriptor")
+        return Bind("fd", fd=fd, tls=tls)
+    m = _IPV6.match(text)
+    if m:
+        host, port_s = m.group(1), m.group(2)
+    else:
+        host, sep, port_s = text.rpartition(":")
+        if not sep:
+            # A bare host, as Hypercorn accepts: its default port.
+            host, port_s = text, "8000"
+        if ":" in host:
+            raise ConfigError(f"bind {text!r}: write IPv6 addresses as [ADDR]:PORT")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"bind {text!r}: port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"bind {text!r}: port {port} out of range 0..65535")
+    return Bind("tcp", host=host or "0.0.0.0", port=port, tls=tls)
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = True) -> None:
+    if value is None:
+        if not allow_none:
+            raise ConfigError(f"{name} may not be None")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Every setting of a trio_http server. Frozen; validated on construction
+    (:class:`ConfigError` on a bad value). Build a variant with :func:`dataclasses.replace`.
+    """
+
+    # --- TLS (RFC 8446; ALPN RFC 7301) -----------------------------------------------------
+    #: PEM certificate chain; when set, binds serve TLS with ALPN ``h2``, ``http/1.1``.
+    certfile: str | None = None
+    #: PEM private key (defaults to the key inside ``certfile``).
+    keyfile: str | None = None
+    #: Password for an encrypted ``keyfile``.
+    keyfile_password: str | None = None
+    #: PEM CA bundle used to verify client certificates (when they are requested).
+    ca_certs: str | None = None
+    #: ALPN protocols offered, in preference order.
+    alpn_protocols: tuple[str, ...] = ("h2", "http/1.1")
+    #: Seconds a TLS handshake may take before the connection is dropped.
+    tls_handshake_timeout: float = 10.0
+
+    # --- ASGI ----------------------------------------------------------------------------
+    #: ASGI ``root_path``: the mount point of the app behind a proxy (no trailing ``/``).
+    root_path: str = ""
+    #: Lifespan protocol: ``"auto"`` (used if the app supports it), ``"on"`` (required), ``"off"``.
+    lifespan: Literal["auto", "on", "off"] = "auto"
+    #: Seconds the app may take to answer ``lifespan.startup`` / ``lifespan.shutdown``.
+    startup_timeout: float = 60.0
+    shutdown_timeout: float = 60.0
+
+    # --- connections -------------------------------------------------------------------
+    #: Seconds to wait for in-flight requests once shutdown begins; then they are cancelled.
+    graceful_timeout: float = 5.0
+    #: Seconds an idle keep-alive connection (no request in progress) is kept open.
+    keep_alive_timeout: float = 5.0
+    #: Seconds a write may stall (the peer not reading) before the connection is dropped.
+    write_timeout: float | None = 60.0
+    #: Most connections served at once; ``None`` for no limit. Past it, accept() waits.
+    max_connections: int | None = None
+    #: Bytes asked of the socket per read.
+    read_size: int = 65536
+    #: Listen backlog (connections), as for ``listen(2)``.
+    backlog: int = 2048
+    #: Add ``server: trio_http`` and ``date`` headers to responses when the app set none.
+    server_header: bool = True
+    date_header: bool = True
+
+    # --- HTTP/1.1 (RFC 9112) -------------------------------------------------------------
+    #: Bytes a request head (request line and header fields) may take before 431.
+    max_request_header_size: int = 16384
+
+    # --- HTTP/2 (RFC 9113 §6.5.2) --------------------------------------------------------
+    h2_max_concurrent_streams: int = 100
+    #: Bytes of request body a stream may have buffered before the app reads it.
+    h2_initial_window_size: int = 65535
+    h2_max_frame_size: int = 16384
+    #: Bytes of decompressed header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE).
+    h2_max_header_list_size: int = 65536
+    #: Bytes of response data queued per connection before an app's ``send()`` waits.
+    h2_write_buffer_size: int = 65536
+
+    # --- WebSockets (RFC 6455, RFC 7692) --------------------------------------------------
+    #: Largest incoming message in bytes; a larger one closes with 1009.
+    websocket_max_message_size: int = 16 * 1024 * 1024
+    #: Incoming messages queued for the app before the reader stops reading (items).
+    websocket_max_queue: int = 32
+    #: Seconds between server PINGs; ``None`` disables them.
+    websocket_ping_interval: float | None = None
+    #: Seconds to wait for a PONG before closing with 1011.
+    websocket_ping_timeout: float = 20.0
+    #: Negotiate permessage-deflate when the client offers it.
+    websocket_per_message_deflate: bool = True
+
+    # --- logging ---------------------------------------------------------------------------
+    #: Where access log lines go: a path, ``"-"`` for stdout, or ``None`` for nowhere.
+    access_logfile: str | None = None
+    access_log_format: str = '%(h)s "%(r)s" %(s)s %(b)s %(D)s'
+
+    def __post_init__(self) -> None:
+        for name in ("tls_handshake_timeout", "startup_timeout", "shutdown_timeout",
+                     "keep_alive_timeout", "websocket_ping_timeout"):
+            _positive(name, getattr(self, name), allow_none=False)
+        _positive("graceful_timeout", self.graceful_timeout, allow_none=False)
+        _positive("write_timeout", self.write_timeout)
+        _positive("websocket_ping_interval", self.websocket_ping_interval)
+        for name in ("read_size", "backlog", "max_request_header_size",
+                     "h2_max_concurrent_streams", "h2_max_header_list_size",
+                     "h2_write_buffer_size", "websocket_max_message_size",
+                     "websocket_max_queue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError("max_connections must be a positive integer or None")
+        if not 1 <= self.h2_initial_window_size <= _MAX_WINDOW:
+            raise ConfigError(f"h2_initial_window_size must lie in 1..{_MAX_WINDOW}")
+        if not _MIN_FRAME <= self.h2_max_frame_size <= _MAX_FRAME:
+            raise ConfigError(f"h2_max_frame_size must lie in {_MIN_FRAME}..{_MAX_FRAME}")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
+        if self.root_path.endswith("/"):
+            object.__setattr__(self, "root_path", self.root_path.rstrip("/"))
+        if self.keyfile and not self.certfile:
+            raise ConfigError("keyfile given without certfile")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when a certificate is configured."""
+        return self.certfile is not None

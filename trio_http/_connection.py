@@ -1,0 +1,152 @@
+"""One connection, from accept to close: TLS handshake (in this task, under a timeout),
+protocol selection (ALPN or the first bytes), then HTTP/1.1 or HTTP/2, including the switch
+from HTTP/1.1 to HTTP/2 after ``Upgrade: h2c``. Any failure ends this connection only."""
+
+from __future__ import annotations
+
+import logging
+import socket as stdlib_socket
+import ssl
+from typing import Any
+
+import trio
+
+from ._asgi import error_logger, wrap_app
+from ._config import Config
+from ._context import ServerContext
+from ._h1_server import H1Server
+from ._h2_server import H2Server
+from ._sansio._scope import ConnectionInfo
+from ._sansio._select import select_protocol
+from ._tls import tls_handshake
+
+__all__ = ["handle_asgi_stream", "serve_connection"]
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _addresses(stream: trio.abc.Stream) -> tuple[Any, Any]:
+    inner: Any = stream
+    while isinstance(inner, trio.SSLStream):
+        inner = inner.transport_stream
+    sock = getattr(inner, "socket", None)
+    if sock is None:
+        return None, None
+    try:
+        peer, local = sock.getpeername(), sock.getsockname()
+    except OSError:
+        return None, None
+    if sock.family == stdlib_socket.AF_UNIX:
+        return None, (local if isinstance(local, str) else local.decode(), None)
+    return (peer[0], peer[1]), (local[0], local[1])
+
+
+class _Connection:
+    """What the server sees of a live connection; forwards shutdown to the current handler."""
+
+    __slots__ = ("handler", "idle_scope", "shutdown")
+
+    def __init__(self) -> None:
+        self.handler: H1Server | H2Server | None = None
+        self.idle_scope: trio.CancelScope | None = None
+        self.shutdown = False
+
+    def begin_shutdown(self) -> None:
+        self.shutdown = True
+        if self.handler is not None:
+            self.handler.begin_shutdown()
+        elif self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+
+async def serve_connection(
+    stream: trio.abc.Stream,
+    ctx: ServerContext,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    cancel_scope: trio.CancelScope | None = None,
+) -> None:
+    """Serve ``stream`` until it closes. Never raises for anything the peer or the app does;
+    internal errors are logged with the peer's address and end this connection only."""
+    config = ctx.config
+    conn = _Connection()
+    ctx.register(conn, cancel_scope if cancel_scope is not None else trio.CancelScope())
+    ctx.counters.connections_total += 1
+    ctx.counters.connections_open += 1
+    client, server = _addresses(stream)
+    try:
+        alpn = None
+        if ssl_context is not None:
+            stream = trio.SSLStream(stream, ssl_context, server_side=True)
+        if isinstance(stream, trio.SSLStream):
+            try:
+                alpn = await tls_handshake(stream, config.tls_handshake_timeout) or "http/1.1"
+            except (trio.TooSlowError, *_STREAM_ERRORS, ssl.SSLError, OSError):
+                ctx.counters.tls_handshake_failures += 1
+                return
+        info = ConnectionInfo(
+            client=client, server=server, tls=alpn is not None,
+            root_path=config.root_path, state=ctx.state,
+        )
+        data = b""
+        proto = select_protocol(alpn, data) if alpn else None
+        while proto is None:
+            if conn.shutdown:
+                return
+            with trio.move_on_after(config.keep_alive_timeout) as conn.idle_scope:
+                try:
+                    chunk = await stream.receive_some(config.read_size)
+                except _STREAM_ERRORS:
+                    chunk = b""
+            conn.idle_scope = None
+            if not chunk:
+                return
+            data += chunk
+            proto = select_protocol(alpn, data)
+        if proto == "h2":
+            h2_server = H2Server(stream, ctx, info)
+            conn.handler = h2_server
+            if conn.shutdown:
+                h2_server.begin_shutdown()
+            await h2_server.run(data)
+            return
+        h1 = H1Server(stream, ctx, info, data)
+        conn.handler = h1
+        if conn.shutdown:
+            h1.begin_shutdown()
+        takeover = await h1.run()
+        if takeover is not None and takeover.request.upgrade == b"h2c":
+            settings = next(v for n, v in takeover.request.headers if n == b"http2-settings")
+            h2_server = H2Server(stream, ctx, info)
+            conn.handler = h2_server
+            if conn.shutdown:
+                h2_server.begin_shutdown()
+            await h2_server.run(takeover.data, upgrade=(takeover.request, settings, takeover.body))
+    except Exception:
+        error_logger.exception("Internal error on the connection from %s", client)
+    finally:
+        ctx.counters.connections_open -= 1
+        ctx.unregister(conn)
+        await trio.aclose_forcefully(stream)
+
+
+async def handle_asgi_stream(
+    app: Any,
+    stream: trio.abc.Stream,
+    *,
+    config: Config | None = None,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Serve one connection over any :class:`trio.abc.Stream` (a socket, a TLS stream, an
+    in-memory stream pair in tests) with the ASGI ``app``, until the peer closes it.
+
+    A :class:`trio.SSLStream` gets its handshake here, and its ALPN result picks HTTP/2 or
+    HTTP/1.1; a plain stream speaks HTTP/1.1 or HTTP/2 with prior knowledge. No lifespan is
+    run: pass ``state`` to give scopes a lifespan state. Returns once the connection is closed
+    (the stream is closed on return); cancelling it drops the connection at once.
+    """
+    ctx = ServerContext(wrap_app(app), config or Config(), state=state)
+    await serve_connection(stream, ctx)
+
+
+logging.getLogger("trio_http").addHandler(logging.NullHandler())

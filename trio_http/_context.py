@@ -1,0 +1,77 @@
+"""What every connection of one server shares: the app, the config, lifespan state, the set of
+live connections (for graceful shutdown) and the counters behind ``statistics()``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from ._config import Config
+from ._types import ASGIApp
+
+
+class Shutdownable(Protocol):
+    """A live connection, as the server sees it during graceful shutdown."""
+
+    def begin_shutdown(self) -> None:
+        """Stop taking new requests: GOAWAY / ``Connection: close``; close at once if idle."""
+
+
+@dataclass
+class Counters:
+    """Plain counters; read through ``RunningServer.statistics()``."""
+
+    connections_total: int = 0
+    connections_open: int = 0
+    requests_total: int = 0
+    requests_by_protocol: dict[str, int] = field(default_factory=dict)
+    streams_open: int = 0
+    app_errors: int = 0
+    protocol_errors: int = 0
+    tls_handshake_failures: int = 0
+
+
+class ServerContext:
+    """Shared by all connections of a server. ``state`` is the lifespan state (copied into
+    each scope); ``shutting_down`` flips once when graceful shutdown begins, after which each
+    connection task's cancel scope carries the shutdown deadline."""
+
+    def __init__(
+        self, app: ASGIApp, config: Config, *, state: dict[str, Any] | None = None
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.state = state
+        self.counters = Counters()
+        self.shutting_down = False
+        self.shutdown_deadline = math.inf
+        self._live: dict[Shutdownable, trio.CancelScope] = {}
+        self.access_log = config.access_logfile is not None
+
+    def register(self, conn: Shutdownable, scope: trio.CancelScope) -> None:
+        """Track a connection; if shutdown has begun, tell it at once."""
+        self._live[conn] = scope
+        if self.shutting_down:
+            scope.deadline = self.shutdown_deadline
+            conn.begin_shutdown()
+
+    def unregister(self, conn: Shutdownable) -> None:
+        self._live.pop(conn, None)
+
+    def begin_shutdown(self) -> None:
+        """Graceful shutdown: every connection stops taking requests and has until
+        ``graceful_timeout`` seconds from now to finish; then it is cancelled."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.shutdown_deadline = trio.current_time() + self.config.graceful_timeout
+        for conn, scope in list(self._live.items()):
+            scope.deadline = self.shutdown_deadline
+            conn.begin_shutdown()
+
+    @property
+    def live_connections(self) -> int:
+        return len(self._live)

@@ -1,0 +1,362 @@
+"""HTTP/1.1 connections: one task reads, runs the app and writes (no task per request, no
+channel hop per message: see DESIGN.md, "The cost of a request").
+
+While the app runs, ``receive()`` reads the socket itself: the body first, then, once the body is
+done, it waits for the peer to go away (``http.disconnect``) or for the response to complete.
+Bytes of a pipelined next request that arrive meanwhile stay buffered in h11 (at most
+``max_request_header_size`` of them before reading pauses).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import trio
+
+from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._errors import ClientDisconnected, ProtocolError
+from ._sansio._events import NEED_DATA, ConnectionTerminated, Data, EndOfMessage, Request
+from ._sansio._http1 import H1Connection
+from ._sansio._scope import ConnectionInfo, build_scope
+from ._types import Message
+
+if TYPE_CHECKING:
+    from ._context import ServerContext
+
+__all__ = ["H1Server", "Takeover"]
+
+
+class Takeover(NamedTuple):
+    """An upgrade the HTTP/1.1 loop hands to its caller: the request, the bytes that followed
+    it (the new protocol's), and the request body already read (h2c)."""
+
+    request: Request
+    data: bytes
+    body: bytes
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class H1Server:
+    """Serves one HTTP/1.1 connection over ``stream``. ``data`` is what was already read from it
+    (while choosing the protocol). :meth:`run` returns when the connection should be closed, or
+    hands over to HTTP/2 after ``Upgrade: h2c``."""
+
+    def __init__(
+        self, stream: trio.abc.Stream, ctx: ServerContext, info: ConnectionInfo, data: bytes = b""
+    ) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.info = info
+        self.conn = H1Connection(max_request_header_size=ctx.config.max_request_header_size)
+        if data:
+            self.conn.receive_data(data)
+        self._idle_scope: trio.CancelScope | None = None
+        self._shutdown = False
+        self._read_size = ctx.config.read_size
+        self._write_lock = trio.StrictFIFOLock()
+        self.broken = False  # the socket failed or the peer closed
+
+    def begin_shutdown(self) -> None:
+        self._shutdown = True
+        self.conn.close_after_response()
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    # --- socket helpers ----------------------------------------------------------------
+    async def _read(self) -> bytes:
+        try:
+            data = await self.stream.receive_some(self._read_size)
+        except _STREAM_ERRORS:
+            data = b""
+        if not data:
+            self.broken = True
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        if self.broken:
+            raise ClientDisconnected("the client has disconnected")
+        timeout = self.ctx.config.write_timeout
+        async with self._write_lock:
+            try:
+                if timeout is None:
+                    await self.stream.send_all(data)
+                else:
+                    with trio.fail_after(timeout):
+                        await self.stream.send_all(data)
+            except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
+                self.broken = True
+                raise ClientDisconnected("the client has disconnected") from exc
+
+    async def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self._write(data)
+
+    # --- the connection loop ----------------------------------------------------------
+    async def run(self) -> Takeover | None:
+        """Serve requests until the connection must close. Returns a :class:`Takeover` when the
+        peer asked to upgrade to a protocol served elsewhere (h2c, websocket)."""
+        conn = self.conn
+        keep_alive = self.ctx.config.keep_alive_timeout
+        counters = self.ctx.counters
+        try:
+            while True:
+                event = conn.next_event()
+                while event is NEED_DATA:
+                    if self._shutdown and conn.buffered == 0:
+                        return None
+                    with trio.move_on_after(keep_alive) as scope:
+                        self._idle_scope = scope
+                        data = await self._read()
+                    self._idle_scope = None
+                    if scope.cancelled_caught:
+                        return None
+                    if data:
+                        conn.receive_data(data)
+                    else:
+                        conn.receive_eof()
+                    event = conn.next_event()
+                if type(event) is not Request:
+                    return None  # ConnectionTerminated (EOF) or a stray event
+                counters.requests_total += 1
+                if event.upgrade is not None:
+                    takeover = await self._maybe_upgrade(event)
+                    if takeover is not None:
+                        return takeover
+                await self._run_app(event)
+                if self.broken or not conn.start_next_cycle():
+                    return None
+        except ProtocolError as exc:
+            counters.protocol_errors += 1
+            conn.send_error(exc.status_code, str(exc))
+            try:
+                await self._flush()
+            except ClientDisconnected:
+                pass
+            return None
+
+    async def _maybe_upgrade(self, request: Request) -> Takeover | None:
+        """h2c (RFC 7540 §3.2): read the whole request body, then switch. The body is handed
+        to the HTTP/2 layer with the request. Other upgrades are served by the caller
+        (websocket) or ignored."""
+        if request.upgrade != b"h2c" or self.info.tls or self._shutdown:
+            return None
+        if not any(n == b"http2-settings" for n, _ in request.headers):
+            return None
+        body = bytearray()
+        limit = self.ctx.config.h2_initial_window_size
+        while True:
+            event = self.conn.next_event()
+            if type(event) is Data:
+                body += event.data
+                if len(body) > limit:
+                    # Too large to replay on stream 1's window: answer over HTTP/1.1 instead.
+                    # The body read so far is lost, so the app would see a truncated body;
+                    # refuse with 413 rather than serve it wrongly.
+                    raise ProtocolError("h2c upgrade request body too large", status_code=413)
+            elif type(event) is EndOfMessage:
+                break
+            elif event is NEED_DATA:
+                data = await self._read()
+                if not data:
+                    return None
+                self.conn.receive_data(data)
+            else:
+                return None
+        self.conn.send_informational(101, [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")])
+        rest = self.conn.trailing_data
+        await self._flush()
+        return Takeover(request, rest, bytes(body))
+
+    async def _run_app(self, request: Request) -> None:
+        ctx = self.ctx
+        cycle = _Cycle(self, request)
+        scope = build_scope(request, self.info)
+        cycle.scope = scope
+        try:
+            await ctx.app(scope, cycle.receive, cycle.send)
+        except Exception as exc:
+            ctx.counters.app_errors += 1
+            if not (self.broken and isinstance(exc, ClientDisconnected)):
+                log_app_exception(scope, exc)
+            await cycle.fail()
+        else:
+            if not self.conn.response_complete:
+                if self.conn.response_started:
+                    error_logger.error("ASGI app returned without completing its response")
+                else:
+                    error_logger.error("ASGI app returned without sending a response")
+                await cycle.fail()
+        if ctx.access_log:
+            log_access(ctx.config.access_log_format, scope, cycle.status, cycle.sent, cycle.started)
+        if not self.broken and self.conn.response_complete and not self.conn.request_complete:
+            self._drain_buffered_body()
+
+    def _drain_buffered_body(self) -> None:
+        # The app did not read the whole body. If the rest is already here, skip it so the
+        # connection can be reused; otherwise h11 will refuse the next cycle and we close.
+        try:
+            while True:
+                event = self.conn.next_event()
+                if type(event) is not Data:
+                    return
+        except ProtocolError:
+            self.broken = True
+
+
+class _Cycle:
+    """The ASGI ``receive``/``send`` pair of one request-response exchange."""
+
+    __slots__ = (
+        "body_done",
+        "pending",
+        "request",
+        "response_done",
+        "scope",
+        "sent",
+        "server",
+        "started",
+        "start_message",
+        "status",
+        "wait_scope",
+    )
+
+    def __init__(self, server: H1Server, request: Request) -> None:
+        self.server = server
+        self.request = request
+        self.body_done = False
+        self.response_done = False
+        self.pending: Any = None
+        self.start_message: Message | None = None
+        self.status = 0
+        self.sent = 0
+        self.started = time.perf_counter() if server.ctx.access_log else 0.0
+        self.scope: dict[str, Any] | None = None
+        self.wait_scope: trio.CancelScope | None = None
+
+    async def receive(self) -> Message:
+        server = self.server
+        conn = server.conn
+        if server.broken:
+            return _DISCONNECT
+        if self.body_done:
+            return await self._wait_for_disconnect()
+        while True:
+            event = self.pending if self.pending is not None else self._next()
+            self.pending = None
+            t = type(event)
+            if t is Data:
+                body = event.data
+                nxt = self._next()
+                if type(nxt) is EndOfMessage:
+                    self.body_done = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                self.pending = nxt
+                return {"type": "http.request", "body": body, "more_body": True}
+            if t is EndOfMessage:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if event is NEED_DATA:
+                if conn.waiting_for_100_continue and not conn.response_started:
+                    conn.send_informational(100, [])
+                    try:
+                        await server._flush()
+                    except ClientDisconnected:
+                        return _DISCONNECT
+                data = await server._read()
+                if not data:
+                    return _DISCONNECT
+                conn.receive_data(data)
+                continue
+            # ConnectionTerminated, PAUSED or a protocol error: the request cannot go on.
+            server.broken = True
+            return _DISCONNECT
+
+    def _next(self) -> Any:
+        try:
+            return self.server.conn.next_event()
+        except ProtocolError as exc:
+            # A broken body (bad chunk framing...): answer 400 if we still can, then close.
+            self.server.ctx.counters.protocol_errors += 1
+            self.server.conn.send_error(exc.status_code, str(exc))
+            return ConnectionTerminated(reason=str(exc))
+
+    async def _wait_for_disconnect(self) -> Message:
+        server = self.server
+        if self.response_done:
+            return _DISCONNECT
+        with trio.CancelScope() as scope:
+            self.wait_scope = scope
+            while not server.broken:
+                if server.conn.buffered > server.ctx.config.max_request_header_size:
+                    # A pipelining peer sent more than one more request head: stop reading
+                    # until this response is done.
+                    await trio.sleep_forever()
+                data = await server._read()
+                if data:
+                    server.conn.receive_data(data)
+        self.wait_scope = None
+        return _DISCONNECT
+
+    async def send(self, message: Message) -> None:
+        server = self.server
+        conn = server.conn
+        t = message["type"]
+        if t == "http.response.body":
+            if self.start_message is None:
+                if self.response_done:
+                    raise RuntimeError("ASGI: http.response.body after the response completed")
+                raise RuntimeError("ASGI: http.response.body before http.response.start")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if server.broken:
+                raise ClientDisconnected("the client has disconnected")
+            if not conn.response_started:
+                self._start(len(body) if not more else None)
+            if body:
+                self.sent += len(body)
+                conn.send_data(body)
+            if not more:
+                conn.send_end()
+                self.response_done = True
+                self.start_message = None
+                if self.wait_scope is not None:
+                    self.wait_scope.cancel()
+            await server._flush()
+        elif t == "http.response.start":
+            if self.start_message is not None or self.response_done:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            self.start_message = message
+            self.status = message.get("status", 0)
+        else:
+            raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    def _start(self, content_length: int | None) -> None:
+        cfg = self.server.ctx.config
+        assert self.start_message is not None
+        status, headers = response_head(
+            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header
+        )
+        if content_length is not None and status >= 200 and not any(
+            n in (b"content-length", b"transfer-encoding") for n, _ in headers
+        ):
+            # The whole body is in hand: say its length rather than chunk it.
+            headers.append((b"content-length", str(content_length).encode()))
+        self.server.conn.send_response(status, headers)
+
+    async def fail(self) -> None:
+        """The app failed: a 500 if nothing was sent, otherwise close the connection."""
+        server = self.server
+        if server.broken:
+            return
+        if not server.conn.response_started:
+            self.status = 500
+            server.conn.send_error(500)
+            try:
+                await server._flush()
+            except ClientDisconnected:
+                pass
+        server.broken = True

@@ -1,0 +1,448 @@
+"""HTTP/2 connections: a nursery per connection holding a reader, the single writer, and one
+task per stream running the app.
+
+Backpressure, edge by edge:
+
+* socket -> stream: the reader never awaits a stream. DATA goes into the stream's inbox, which is
+  bounded in bytes by the stream's receive window (the peer cannot send more), and the credit
+  goes back only when the app's ``receive()`` takes the bytes.
+* app -> socket: ``send()`` queues frames into h2's output buffer as far as the stream's send
+  window allows and waits for WINDOW_UPDATE on that stream alone; it also waits while more than
+  ``h2_write_buffer_size`` bytes are queued for the writer.
+* the writer takes everything h2 has queued in one go, so frames from many streams leave in one
+  write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._errors import ClientDisconnected
+from ._sansio._events import (
+    ConnectionTerminated,
+    Data,
+    EndOfMessage,
+    Event,
+    Request,
+    StreamReset,
+    WindowUpdated,
+)
+from ._sansio._http2 import H2Connection, StreamClosed
+from ._sansio._scope import ConnectionInfo, build_scope
+from ._types import Message
+
+if TYPE_CHECKING:
+    from ._context import ServerContext
+
+__all__ = ["H2Server"]
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class H2Server:
+    """Serves one HTTP/2 connection over ``stream``."""
+
+    def __init__(self, stream: trio.abc.Stream, ctx: ServerContext, info: ConnectionInfo) -> None:
+        cfg = ctx.config
+        self.stream = stream
+        self.ctx = ctx
+        self.info = info
+        self.conn = H2Connection(
+            max_concurrent_streams=cfg.h2_max_concurrent_streams,
+            initial_window_size=cfg.h2_initial_window_size,
+            max_frame_size=cfg.h2_max_frame_size,
+            max_header_list_size=cfg.h2_max_header_list_size,
+        )
+        self.streams: dict[int, _Stream] = {}
+        self._write_wanted = trio.Event()
+        self._drained = trio.Event()
+        self._queued = 0  # bytes queued in h2 since the writer last took them
+        self._reader_scope: trio.CancelScope | None = None
+        self._closing = False  # no new streams; end once the active ones finish
+        self.broken = False
+
+    # --- lifecycle -------------------------------------------------------------------
+    def begin_shutdown(self) -> None:
+        self.conn.start_shutdown()
+        self._closing = True
+        self.kick()
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self._closing and not self.conn.active and self._reader_scope is not None:
+            self._reader_scope.cancel()
+
+    async def run(self, data: bytes = b"", upgrade: tuple[Request, bytes, bytes] | None = None) -> None:
+        """Serve until the peer closes, the connection fails, or shutdown completes.
+        ``upgrade`` is ``(request, settings_header, body)`` after ``Upgrade: h2c``."""
+        conn = self.conn
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            if upgrade is not None:
+                request, settings, body = upgrade
+                conn.initiate_upgrade(settings, request)
+                request.http_version = "2"
+                st = self._open_stream(request, nursery)
+                if body:
+                    st.inbox.append((body, 0))
+                    st.buffered += len(body)
+                st.ended = True
+            else:
+                conn.initiate()
+            if data:
+                self._handle(conn.receive_data(data), nursery)
+            self.kick()
+            try:
+                await self._reader(nursery)
+            finally:
+                # The connection is over: streams still running lose their peer.
+                for st in list(self.streams.values()):
+                    st.disconnect()
+                conn.close()
+                self.kick()
+                self._closing = True
+                with trio.move_on_after(1.0) as cleanup:
+                    cleanup.shield = True
+                    await self._final_flush()
+                nursery.cancel_scope.cancel()
+
+    async def _reader(self, nursery: trio.Nursery) -> None:
+        conn = self.conn
+        cfg = self.ctx.config
+        read_size = cfg.read_size
+        with trio.CancelScope() as self._reader_scope:
+            self._maybe_finish()
+            while not conn.terminated:
+                idle = not conn.active
+                with trio.move_on_after(cfg.keep_alive_timeout if idle else float("inf")) as s:
+                    try:
+                        data = await self.stream.receive_some(read_size)
+                    except _STREAM_ERRORS:
+                        data = b""
+                if s.cancelled_caught:
+                    conn.start_shutdown()  # idle too long: GOAWAY and close
+                    break
+                events = conn.receive_data(data) if data else conn.receive_eof()
+                if not data:
+                    self.broken = True
+                self._handle(events, nursery)
+                self.kick()
+                if self._closing and not conn.active:
+                    break
+
+    def _handle(self, events: list[Event], nursery: trio.Nursery) -> None:
+        streams = self.streams
+        for ev in events:
+            t = type(ev)
+            if t is Data:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.inbox.append((ev.data, ev.flow_controlled_length))  # type: ignore[union-attr]
+                    st.buffered += len(ev.data)  # type: ignore[union-attr]
+                    st.wake()
+                else:
+                    self.conn.acknowledge_data(ev.stream_id, ev.flow_controlled_length)  # type: ignore[union-attr]
+            elif t is Request:
+                if self._closing:
+                    self.conn.stream_done(ev.stream_id, completed=False)  # type: ignore[union-attr]
+                    continue
+                self._open_stream(ev, nursery)  # type: ignore[arg-type]
+            elif t is EndOfMessage:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.ended = True
+                    st.wake()
+            elif t is WindowUpdated:
+                if ev.stream_id == 0:  # type: ignore[union-attr]
+                    for st in streams.values():
+                        st.wake_window()
+                else:
+                    st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                    if st is not None:
+                        st.wake_window()
+            elif t is StreamReset:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.disconnect()
+                    st.cancel_scope.cancel()
+            elif t is ConnectionTerminated:
+                if ev.by_peer:  # type: ignore[union-attr]
+                    # GOAWAY from the peer: streams in flight may finish.
+                    self._closing = True
+                else:
+                    self.ctx.counters.protocol_errors += 1
+                    error_logger.debug("HTTP/2 connection error: %s", ev.reason)  # type: ignore[union-attr]
+
+    def _open_stream(self, request: Request, nursery: trio.Nursery) -> _Stream:
+        st = _Stream(self, request)
+        self.streams[request.stream_id] = st
+        if request.end_stream:
+            st.ended = True
+        self.ctx.counters.requests_total += 1
+        self.ctx.counters.streams_open += 1
+        nursery.start_soon(self._run_stream, st)
+        return st
+
+    async def _run_stream(self, st: _Stream) -> None:
+        ctx = self.ctx
+        scope = build_scope(st.request, self.info)
+        st.scope = scope
+        completed = False
+        try:
+            with st.cancel_scope:
+                try:
+                    await ctx.app(scope, st.receive, st.send)
+                except Exception as exc:
+                    ctx.counters.app_errors += 1
+                    if not (st.disconnected and isinstance(exc, ClientDisconnected)):
+                        log_app_exception(scope, exc)
+                    st.fail()
+                else:
+                    if not st.response_done:
+                        error_logger.error("ASGI app returned without completing its response")
+                        st.fail()
+            completed = st.response_done
+            if ctx.access_log:
+                log_access(ctx.config.access_log_format, scope, st.status, st.sent, st.started)
+        finally:
+            ctx.counters.streams_open -= 1
+            del self.streams[st.request.stream_id]
+            # Unread body credit goes back so the connection window does not leak.
+            for _, flow in st.inbox:
+                self.conn.acknowledge_data(st.request.stream_id, flow)
+            st.inbox.clear()
+            self.conn.stream_done(st.request.stream_id, completed=completed)
+            self.kick()
+            self._maybe_finish()
+
+    # --- writing ------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Wake the writer: h2 has bytes queued."""
+        self._write_wanted.set()
+
+    def queued(self, n: int) -> None:
+        self._queued += n
+        self._write_wanted.set()
+
+    async def wait_writable(self) -> None:
+        """Wait while too many bytes are queued for the writer (connection backpressure)."""
+        while self._queued > self.ctx.config.h2_write_buffer_size and not self.broken:
+            await self._drained.wait()
+
+    async def _writer(self) -> None:
+        timeout = self.ctx.config.write_timeout or float("inf")
+        while True:
+            await self._write_wanted.wait()
+            self._write_wanted = trio.Event()
+            data = self.conn.data_to_send()
+            self._queued = 0
+            if data and not self.broken:
+                try:
+                    with trio.fail_after(timeout):
+                        await self.stream.send_all(data)
+                except (*_STREAM_ERRORS, trio.TooSlowError):
+                    self.broken = True
+                    for st in list(self.streams.values()):
+                        st.disconnect()
+                    if self._reader_scope is not None:
+                        self._reader_scope.cancel()
+            drained, self._drained = self._drained, trio.Event()
+            drained.set()
+
+    async def _final_flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.broken:
+            try:
+                await self.stream.send_all(data)
+            except (*_STREAM_ERRORS, trio.BusyResourceError):
+                pass
+
+
+class _Stream:
+    """One request stream: its body inbox (bounded by the stream's receive window, in bytes),
+    its send window waiter, and its ASGI ``receive``/``send``."""
+
+    __slots__ = (
+        "body_done",
+        "buffered",
+        "cancel_scope",
+        "disconnected",
+        "ended",
+        "inbox",
+        "request",
+        "response_done",
+        "scope",
+        "sent",
+        "server",
+        "start_message",
+        "started",
+        "status",
+        "_headers_sent",
+        "_readable",
+        "_writable",
+    )
+
+    def __init__(self, server: H2Server, request: Request) -> None:
+        self.server = server
+        self.request = request
+        self.inbox: deque[tuple[bytes, int]] = deque()
+        self.buffered = 0  # bytes in inbox
+        self.ended = False
+        self.body_done = False
+        self.disconnected = False
+        self.response_done = False
+        self.start_message: Message | None = None
+        self.status = 0
+        self.sent = 0
+        self.started = time.perf_counter() if server.ctx.access_log else 0.0
+        self.cancel_scope = trio.CancelScope()
+        self.scope: dict[str, Any] | None = None
+        self._headers_sent = False
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+
+    def wake(self) -> None:
+        self._readable.set()
+
+    def wake_window(self) -> None:
+        self._writable.set()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._readable.set()
+        self._writable.set()
+
+    def statistics(self) -> dict[str, int]:
+        """Bytes and chunks waiting in the inbox."""
+        return {"buffered_bytes": self.buffered, "buffered_chunks": len(self.inbox)}
+
+    async def receive(self) -> Message:
+        while True:
+            if self.inbox:
+                inbox = self.inbox
+                if len(inbox) == 1:
+                    body, flow = inbox.popleft()
+                else:
+                    parts = []
+                    flow = 0
+                    while inbox:
+                        b, f = inbox.popleft()
+                        parts.append(b)
+                        flow += f
+                    body = b"".join(parts)
+                self.buffered = 0
+                if flow:
+                    # Credit returns only now that the app has the bytes.
+                    self.server.conn.acknowledge_data(self.request.stream_id, flow)
+                    self.server.kick()
+                self.body_done = self.ended
+                return {"type": "http.request", "body": body, "more_body": not self.ended}
+            if self.disconnected:
+                return _DISCONNECT
+            if self.ended and not self.body_done:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.body_done and self.response_done:
+                return _DISCONNECT
+            # No await between the checks above and this wait, so no wake-up is lost.
+            self._readable = trio.Event()
+            await self._readable.wait()
+
+    async def send(self, message: Message) -> None:
+        t = message["type"]
+        server = self.server
+        conn = server.conn
+        sid = self.request.stream_id
+        if t == "http.response.body":
+            if self.start_message is None:
+                raise RuntimeError("ASGI: http.response.body before http.response.start")
+            if self.disconnected:
+                raise ClientDisconnected("the stream was reset or the connection closed")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            try:
+                if not self._headers_sent:
+                    self._send_head(end_stream=not body and not more)
+                    if not body and not more:
+                        self._finish()
+                        return
+                view = memoryview(body)
+                while True:
+                    await server.wait_writable()
+                    if self.disconnected:
+                        raise ClientDisconnected("the stream was reset or the connection closed")
+                    n = conn.send_data(sid, view, end_stream=not more)
+                    if n:
+                        self.sent += n
+                        server.queued(n)
+                        view = view[n:]
+                    if not view:
+                        break
+                    self._writable = trio.Event()
+                    if conn.send_window(sid) <= 0:
+                        await self._writable.wait()
+                if not more:
+                    if not body:
+                        conn.end_stream(sid)
+                        server.kick()
+                    self._finish()
+            except StreamClosed:
+                self.disconnect()
+                raise ClientDisconnected("the stream was reset or the connection closed") from None
+        elif t == "http.response.start":
+            if self.start_message is not None or self.response_done:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            self.start_message = message
+            self.status = message.get("status", 0)
+        else:
+            raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    def _send_head(self, *, end_stream: bool) -> None:
+        cfg = self.server.ctx.config
+        assert self.start_message is not None
+        status, headers = response_head(
+            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header
+        )
+        # RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
+        headers = [
+            (n, v) for n, v in headers
+            if n not in (b"connection", b"transfer-encoding", b"keep-alive", b"upgrade",
+                         b"proxy-connection")
+        ]
+        self.server.conn.send_response(
+            self.request.stream_id, status, headers, end_stream=end_stream
+        )
+        self._headers_sent = True
+        self.server.kick()
+
+    def _finish(self) -> None:
+        self.response_done = True
+        self._readable.set()  # a receive() waiting for disconnect may return now
+
+    def fail(self) -> None:
+        """The app failed: a 500 if nothing was sent, otherwise reset the stream."""
+        if self.disconnected:
+            return
+        conn = self.server.conn
+        sid = self.request.stream_id
+        try:
+            if not self._headers_sent:
+                self.status = 500
+                body = b"500 Internal Server Error\n"
+                conn.send_response(sid, 500, [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ])
+                conn.send_data(sid, body, end_stream=True)
+                self.response_done = True
+            else:
+                conn.reset_stream(sid)
+        except StreamClosed:
+            pass
+        self.server.kick()

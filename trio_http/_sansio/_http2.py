@@ -1,0 +1,383 @@
+"""The server side of HTTP/2 (RFC 9113) over h2, in the shared event vocabulary.
+
+h2 frames, validates and keeps the stream state machines; this layer adds the server's policy:
+
+* the concurrent-stream limit is enforced per stream: a stream past it is refused with
+  RST_STREAM(REFUSED_STREAM) and the rest of the connection carries on (RFC 9113 §5.1.2;
+  h2 itself would end the whole connection). A stream counts against the limit until the I/O
+  layer says its application task is finished (:meth:`H2Connection.stream_done`), even if the
+  peer or we reset it (MadeYouReset, CVE-2025-8671);
+* receive-window credit is returned only when the application consumes the body
+  (:meth:`H2Connection.acknowledge_data`), so each stream buffers at most its window. The
+  connection window is opened to ``max_concurrent_streams × initial_window_size`` so one stream
+  that never reads cannot stall the others;
+* graceful shutdown sends GOAWAY with the last stream processed while letting streams in
+  flight finish (h2's own GOAWAY closes its state machine at once), then refuses newer streams;
+* a rapid-reset budget (CVE-2023-44487) ends the connection with ENHANCE_YOUR_CALM.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+from .._errors import ProtocolError
+from ._events import (
+    ConnectionTerminated,
+    Data,
+    EndOfMessage,
+    Event,
+    Headers,
+    Request,
+    StreamReset,
+    WindowUpdated,
+)
+
+__all__ = ["H2Connection", "StreamClosed"]
+
+_SC = h2.settings.SettingCodes
+PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
+ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
+INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
+CANCEL = h2.errors.ErrorCodes.CANCEL
+
+_STATUS = {s: str(s).encode() for s in range(100, 600)}
+
+
+class StreamClosed(Exception):
+    """The stream can no longer carry data (reset, or closed on our side)."""
+
+    def __init__(self, stream_id: int, error_code: int | None = None) -> None:
+        super().__init__(f"stream {stream_id} is closed")
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class H2Connection:
+    """One HTTP/2 server connection.
+
+    Call :meth:`initiate` (or :meth:`initiate_upgrade` after ``Upgrade: h2c``) first, then feed
+    bytes to :meth:`receive_data`, which returns events and never raises for peer input: a
+    connection error becomes :class:`ConnectionTerminated` with GOAWAY queued. Write what
+    :meth:`data_to_send` returns.
+
+    ``max_concurrent_streams`` (streams), ``initial_window_size`` (bytes),
+    ``max_frame_size`` (bytes) and ``max_header_list_size`` (bytes) are advertised in SETTINGS
+    (RFC 9113 §6.5.2). ``reset_budget`` is how many peer resets of streams whose response was
+    not complete are tolerated beyond the number of completed streams.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrent_streams: int = 100,
+        initial_window_size: int = 65535,
+        max_frame_size: int = 16384,
+        max_header_list_size: int = 65536,
+        enable_connect_protocol: bool = True,
+        reset_budget: int = 200,
+    ) -> None:
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=True
+        )
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._settings = {
+            _SC.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+            _SC.INITIAL_WINDOW_SIZE: initial_window_size,
+            _SC.MAX_FRAME_SIZE: max_frame_size,
+            _SC.MAX_HEADER_LIST_SIZE: max_header_list_size,
+            _SC.ENABLE_PUSH: 0,
+        }
+        if enable_connect_protocol:
+            self._settings[_SC.ENABLE_CONNECT_PROTOCOL] = 1
+        self._h2.local_settings = h2.settings.Settings(client=False, initial_values=self._settings)
+        self.max_concurrent_streams = max_concurrent_streams
+        self._window = initial_window_size
+        #: Streams whose application task has not finished (counted against the limit).
+        self.active: set[int] = set()
+        self._trailers: dict[int, Headers] = {}
+        self._prefix = b""
+        self._goaway_sent_at: int | None = None
+        self._highest_stream = 0
+        self._resets = 0
+        self._completed = 0
+        self._reset_budget = reset_budget
+        self.terminated = False
+
+    # --- set-up ------------------------------------------------------------------------
+    def _after_initiate(self) -> None:
+        # h2 enforces local MAX_CONCURRENT_STREAMS by ending the connection; we enforce it
+        # per stream in _on_request. Past the preface, its own cap only needs to be loose.
+        loose = dict(self._settings)
+        loose[_SC.MAX_CONCURRENT_STREAMS] = 2 * self.max_concurrent_streams + 16
+        self._h2.local_settings = h2.settings.Settings(client=False, initial_values=loose)
+        extra = self.max_concurrent_streams * self._window - 65535
+        if extra > 0:
+            self._h2.increment_flow_control_window(min(extra, 2**31 - 1 - 65535))
+
+    def initiate(self) -> None:
+        """Queue the server connection preface (SETTINGS, RFC 9113 §3.4)."""
+        self._h2.initiate_connection()
+        self._after_initiate()
+
+    def initiate_upgrade(self, settings_header: bytes, request: Request) -> None:
+        """Take over after ``101 Switching Protocols`` (RFC 7540 §3.2): apply the client's
+        ``HTTP2-Settings`` and adopt ``request`` as stream 1, half-closed (remote). Raises
+        :class:`ProtocolError` for a malformed settings header."""
+        try:
+            self._h2.initiate_upgrade_connection(settings_header)
+        except Exception as exc:  # base64 or frame errors from h2/hyperframe
+            raise ProtocolError(f"bad HTTP2-Settings: {exc}") from None
+        self._after_initiate()
+        self.active.add(1)
+        self._highest_stream = 1
+
+    # --- input -------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Process bytes from the peer; return the events they carry."""
+        if self.terminated:
+            return []
+        try:
+            h2_events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            return [self._terminate(getattr(exc, "error_code", PROTOCOL_ERROR), str(exc))]
+        except Exception as exc:  # hpack/hyperframe decoding errors surface as plain errors
+            return [self._terminate(PROTOCOL_ERROR, f"{type(exc).__name__}: {exc}")]
+        out: list[Event] = []
+        for ev in h2_events:
+            t = type(ev)
+            if t is h2.events.DataReceived:
+                sid = ev.stream_id
+                if sid in self.active:
+                    out.append(Data(sid, ev.data, ev.flow_controlled_length, False))
+                else:
+                    # Nobody will read it: return the credit now.
+                    self._ack(sid, ev.flow_controlled_length)
+            elif t is h2.events.RequestReceived:
+                req = self._on_request(ev)
+                if req is not None:
+                    out.append(req)
+            elif t is h2.events.StreamEnded:
+                if ev.stream_id in self.active:
+                    out.append(EndOfMessage(ev.stream_id, self._trailers.pop(ev.stream_id, [])))
+            elif t is h2.events.WindowUpdated:
+                out.append(WindowUpdated(ev.stream_id))
+            elif t is h2.events.StreamReset:
+                if ev.stream_id in self.active:
+                    self._resets += 1
+                    out.append(StreamReset(ev.stream_id, ev.error_code))
+                    if self._resets > self._completed + self._reset_budget:
+                        out.append(self._terminate(ENHANCE_YOUR_CALM, "too many stream resets"))
+                        break
+            elif t is h2.events.TrailersReceived:
+                self._trailers[ev.stream_id] = list(ev.headers)
+            elif t is h2.events.RemoteSettingsChanged:
+                changed = ev.changed_settings
+                if _SC.INITIAL_WINDOW_SIZE in changed or _SC.MAX_FRAME_SIZE in changed:
+                    out.append(WindowUpdated(0))
+            elif t is h2.events.ConnectionTerminated:
+                out.append(ConnectionTerminated(
+                    ev.error_code or 0, ev.last_stream_id, by_peer=True, reason="GOAWAY"
+                ))
+        return out
+
+    def receive_eof(self) -> list[Event]:
+        """The peer closed the TCP connection."""
+        self.terminated = True
+        return [ConnectionTerminated(0, None, by_peer=True, reason="peer closed the connection")]
+
+    def _terminate(self, error_code: int, reason: str) -> ConnectionTerminated:
+        self.terminated = True
+        pending = self._h2.data_to_send()
+        if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+            # h2 did not queue a GOAWAY (a bad preface, a decoding error): queue our own.
+            frame = GoAwayFrame(0)
+            frame.last_stream_id = self._highest_stream
+            frame.error_code = error_code
+            pending += frame.serialize()
+        self._prefix += pending
+        return ConnectionTerminated(error_code, self._highest_stream, by_peer=False, reason=reason)
+
+    def _on_request(self, ev: Any) -> Request | None:
+        sid = ev.stream_id
+        self._highest_stream = max(self._highest_stream, sid)
+        if (
+            len(self.active) >= self.max_concurrent_streams
+            or (self._goaway_sent_at is not None and sid > self._goaway_sent_at)
+        ):
+            self._h2.reset_stream(sid, REFUSED_STREAM)
+            return None
+        method = target = authority = b""
+        scheme = protocol = None
+        headers: Headers = []
+        for name, value in ev.headers:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    target = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value.decode("ascii", "replace")
+                elif name == b":protocol":
+                    protocol = value.decode("ascii", "replace")
+            else:
+                headers.append((name, value))
+        if authority and not any(n == b"host" for n, _ in headers):
+            # RFC 9113 §8.3.1: ASGI apps look for Host; give them :authority under that name.
+            headers.insert(0, (b"host", authority))
+        if method == b"CONNECT" and protocol is None:
+            self._h2.reset_stream(sid, PROTOCOL_ERROR)
+            return None
+        self.active.add(sid)
+        return Request(
+            stream_id=sid,
+            method=method,
+            target=target or b"/",
+            headers=headers,
+            http_version="2",
+            scheme=scheme,
+            authority=authority,
+            protocol=protocol,
+            end_stream=ev.stream_ended is not None,
+        )
+
+    # --- flow control ------------------------------------------------------------------
+    def _ack(self, stream_id: int, n: int) -> None:
+        if n and not self.terminated:
+            try:
+                self._h2.acknowledge_received_data(n, stream_id)
+            except h2.exceptions.ProtocolError:
+                pass
+
+    def acknowledge_data(self, stream_id: int, n: int) -> None:
+        """The application consumed ``n`` flow-controlled bytes of ``stream_id``: return the
+        credit (WINDOW_UPDATE, RFC 9113 §6.9)."""
+        self._ack(stream_id, n)
+
+    def send_window(self, stream_id: int) -> int:
+        """Bytes ``stream_id`` may send now (the lesser of its and the connection's window).
+        Raises :class:`StreamClosed` when the stream cannot send."""
+        try:
+            return int(self._h2.local_flow_control_window(stream_id))
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            raise StreamClosed(stream_id) from None
+
+    # --- output ------------------------------------------------------------------------
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool = False
+    ) -> None:
+        """Queue a response (or 1xx) HEADERS frame. Raises :class:`StreamClosed` if the stream
+        was reset, :class:`ValueError` for fields h2 refuses (an application error)."""
+        block = [(b":status", _STATUS.get(status) or str(status).encode()), *headers]
+        try:
+            self._h2.send_headers(stream_id, block, end_stream=end_stream)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
+            raise StreamClosed(stream_id) from None
+        except h2.exceptions.ProtocolError as exc:
+            if self._closed_on_our_side(stream_id):
+                raise StreamClosed(stream_id) from None
+            raise ValueError(f"invalid response headers: {exc}") from None
+
+    def _closed_on_our_side(self, stream_id: int) -> bool:
+        stream = self._h2.streams.get(stream_id)
+        return stream is None or stream.closed or self.terminated
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, *, end_stream: bool = False) -> int:
+        """Queue as much of ``data`` as the send windows allow, in frames of at most the peer's
+        SETTINGS_MAX_FRAME_SIZE; end the stream when all of it went and ``end_stream``.
+        Returns the number of bytes queued (0 when the window is shut).
+        Raises :class:`StreamClosed`."""
+        window = self.send_window(stream_id)
+        total = len(data)
+        n = min(window, total)
+        frame = self._h2.max_outbound_frame_size
+        sent = 0
+        try:
+            while sent < n:
+                size = min(frame, n - sent)
+                last = end_stream and sent + size == total
+                self._h2.send_data(stream_id, bytes(data[sent : sent + size]), end_stream=last)
+                sent += size
+            if end_stream and total == 0:
+                self._h2.end_stream(stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            raise StreamClosed(stream_id) from None
+        return sent
+
+    def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
+        """Queue END_STREAM (on a trailers HEADERS frame when ``trailers``). Raises
+        :class:`StreamClosed`."""
+        try:
+            if trailers:
+                self._h2.send_headers(stream_id, trailers, end_stream=True)
+            else:
+                self._h2.end_stream(stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            raise StreamClosed(stream_id) from None
+
+    def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
+        """Queue RST_STREAM for ``stream_id`` if it is still open (RFC 9113 §6.4)."""
+        stream = self._h2.streams.get(stream_id)
+        if stream is not None and not stream.closed and not self.terminated:
+            try:
+                self._h2.reset_stream(stream_id, error_code)
+            except h2.exceptions.ProtocolError:
+                pass
+
+    def stream_done(self, stream_id: int, *, completed: bool) -> None:
+        """The application task of ``stream_id`` has finished: the stream stops counting against
+        the concurrency limit. If the request body is still arriving it is reset with NO_ERROR
+        (RFC 9113 §8.1); an incomplete response gets INTERNAL_ERROR."""
+        self.active.discard(stream_id)
+        self._trailers.pop(stream_id, None)
+        if completed:
+            self._completed += 1
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed or self.terminated:
+            return
+        self.reset_stream(stream_id, NO_ERROR if completed else INTERNAL_ERROR)
+
+    def start_shutdown(self) -> None:
+        """Queue GOAWAY(NO_ERROR) naming the last stream we will process; streams in flight
+        continue, newer ones are refused (RFC 9113 §6.8)."""
+        if self._goaway_sent_at is not None or self.terminated:
+            return
+        self._goaway_sent_at = self._highest_stream
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self._highest_stream
+        frame.error_code = NO_ERROR
+        self._prefix += self._h2.data_to_send() + frame.serialize()
+
+    def close(self, error_code: int = NO_ERROR) -> None:
+        """Queue the final GOAWAY; nothing more is processed."""
+        if not self.terminated:
+            self.terminated = True
+            self._prefix += self._h2.data_to_send()
+            try:
+                self._h2.close_connection(error_code, last_stream_id=self._highest_stream)
+            except h2.exceptions.ProtocolError:
+                pass
+
+    @property
+    def shutting_down(self) -> bool:
+        """True once GOAWAY was sent."""
+        return self._goaway_sent_at is not None or self.terminated
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes queued for the peer."""
+        if self._prefix:
+            data = self._prefix + self._h2.data_to_send()
+            self._prefix = b""
+            return data
+        return self._h2.data_to_send()  # type: ignore[no-any-return]

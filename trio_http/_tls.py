@@ -1,0 +1,41 @@
+"""TLS for TCP binds: the server ``SSLContext`` (ALPN ``h2``/``http/1.1``, RFC 7301; TLS >= 1.2
+and no compression, as RFC 9113 §9.2 requires for HTTP/2) and the handshake, run in the
+connection's own task under ``tls_handshake_timeout``."""
+
+from __future__ import annotations
+
+import ssl
+
+import trio
+
+from ._config import Config
+from ._errors import ConfigError
+
+__all__ = ["create_ssl_context", "tls_handshake"]
+
+
+def create_ssl_context(config: Config) -> ssl.SSLContext:
+    """Build the server context from ``certfile``/``keyfile``/``keyfile_password``/``ca_certs``.
+    Raises :class:`ConfigError` when the files cannot be loaded."""
+    if config.certfile is None:
+        raise ConfigError("TLS needs certfile (and keyfile)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    try:
+        ctx.load_cert_chain(config.certfile, config.keyfile, password=config.keyfile_password)
+        if config.ca_certs:
+            ctx.load_verify_locations(cafile=config.ca_certs)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate or key: {exc}") from exc
+    ctx.set_alpn_protocols(list(config.alpn_protocols))
+    return ctx
+
+
+async def tls_handshake(stream: trio.SSLStream[trio.abc.Stream], timeout: float) -> str | None:
+    """Run the server handshake within ``timeout`` seconds; return the ALPN protocol chosen
+    (or ``None``). Raises :class:`trio.TooSlowError` on timeout and
+    :class:`trio.BrokenResourceError` on a failed handshake."""
+    with trio.fail_after(timeout):
+        await stream.do_handshake()
+    return stream.selected_alpn_protocol()
