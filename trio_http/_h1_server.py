@@ -73,22 +73,34 @@ class H1Server:
             data = b""
         if not data:
             self.broken = True
-        return data
+        return bytes(data)
 
     async def _write(self, data: bytes) -> None:
         if self.broken:
             raise ClientDisconnected("the client has disconnected")
         timeout = self.ctx.config.write_timeout
-        async with self._write_lock:
-            try:
-                if timeout is None:
+        lock = self._write_lock
+        # Uncontended (the usual case: one task sends), take the lock without a checkpoint:
+        # send_all below checkpoints anyway, and each extra one is a trip through the scheduler.
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
+            if timeout is None:
+                await self.stream.send_all(data)
+            else:
+                # A bare CancelScope: trio.fail_after wraps one in a generator context
+                # manager, which costs more than the write itself on this path.
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
                     await self.stream.send_all(data)
-                else:
-                    with trio.fail_after(timeout):
-                        await self.stream.send_all(data)
-            except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
-                self.broken = True
-                raise ClientDisconnected("the client has disconnected") from exc
+                if scope.cancelled_caught:
+                    raise trio.TooSlowError
+        except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
+            self.broken = True
+            raise ClientDisconnected("the client has disconnected") from exc
+        finally:
+            lock.release()
 
     async def _flush(self) -> None:
         data = self.conn.data_to_send()
@@ -108,7 +120,7 @@ class H1Server:
                 while event is NEED_DATA:
                     if self._shutdown and conn.buffered == 0:
                         return None
-                    with trio.move_on_after(keep_alive) as scope:
+                    with trio.CancelScope(deadline=trio.current_time() + keep_alive) as scope:
                         self._idle_scope = scope
                         data = await self._read()
                     self._idle_scope = None
@@ -142,6 +154,8 @@ class H1Server:
         """h2c (RFC 7540 §3.2): read the whole request body, then switch. The body is handed
         to the HTTP/2 layer with the request. Other upgrades are served by the caller
         (websocket) or ignored."""
+        if request.upgrade == b"websocket" and request.method == b"GET":
+            return await self._websocket_takeover(request)
         if request.upgrade != b"h2c" or self.info.tls or self._shutdown:
             return None
         if not any(n == b"http2-settings" for n, _ in request.headers):
@@ -170,6 +184,23 @@ class H1Server:
         rest = self.conn.trailing_data
         await self._flush()
         return Takeover(request, rest, bytes(body))
+
+    async def _websocket_takeover(self, request: Request) -> Takeover:
+        """RFC 6455 §4.1: the upgrade request has no body, and the bytes after it are
+        WebSocket frames for the caller's handler (_websocket.H1WebSocket)."""
+        if self._shutdown:
+            raise ProtocolError("the server is shutting down", status_code=503)
+        while True:
+            event = self.conn.next_event()
+            if type(event) is EndOfMessage:
+                return Takeover(request, self.conn.trailing_data, b"")
+            if event is NEED_DATA:
+                data = await self._read()
+                if not data:
+                    raise ProtocolError("the peer closed during the WebSocket handshake")
+                self.conn.receive_data(data)
+            elif type(event) is not Data or event.data:
+                raise ProtocolError("a WebSocket upgrade request may not have a body")
 
     async def _run_app(self, request: Request) -> None:
         ctx = self.ctx
@@ -272,6 +303,11 @@ class _Cycle:
                 conn.receive_data(data)
                 continue
             # ConnectionTerminated, PAUSED or a protocol error: the request cannot go on.
+            # _next() may have queued a 400 for a broken body: it must leave before we close.
+            try:
+                await server._flush()
+            except ClientDisconnected:
+                pass
             server.broken = True
             return _DISCONNECT
 
@@ -338,7 +374,8 @@ class _Cycle:
         cfg = self.server.ctx.config
         assert self.start_message is not None
         status, headers = response_head(
-            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header
+            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header,
+            alt_svc=self.server.ctx.alt_svc,
         )
         if content_length is not None and status >= 200 and not any(
             n in (b"content-length", b"transfer-encoding") for n, _ in headers

@@ -32,9 +32,10 @@ from ._sansio._events import (
     StreamReset,
     WindowUpdated,
 )
-from ._sansio._http2 import H2Connection, StreamClosed
+from ._sansio._http2 import INTERNAL_ERROR, H2Connection, StreamClosed
 from ._sansio._scope import ConnectionInfo, build_scope
 from ._types import Message
+from ._websocket import WebSocketSession, serve_websocket_stream
 
 if TYPE_CHECKING:
     from ._context import ServerContext
@@ -60,17 +61,22 @@ class H2Server:
             max_header_list_size=cfg.h2_max_header_list_size,
         )
         self.streams: dict[int, _Stream] = {}
+        #: Open WebSocket sessions (RFC 8441 streams), told to close with 1001 on shutdown.
+        self.websockets: set[WebSocketSession] = set()
         self._write_wanted = trio.Event()
         self._drained = trio.Event()
         self._queued = 0  # bytes queued in h2 since the writer last took them
         self._reader_scope: trio.CancelScope | None = None
         self._closing = False  # no new streams; end once the active ones finish
+        self._finished = False  # the reader is done: the writer flushes and returns
         self.broken = False
 
     # --- lifecycle -------------------------------------------------------------------
     def begin_shutdown(self) -> None:
         self.conn.start_shutdown()
         self._closing = True
+        for ws in list(self.websockets):
+            ws.begin_shutdown()
         self.kick()
         self._maybe_finish()
 
@@ -101,16 +107,16 @@ class H2Server:
             try:
                 await self._reader(nursery)
             finally:
-                # The connection is over: streams still running lose their peer.
+                # The connection is over: streams still running have lost their peer.
                 for st in list(self.streams.values()):
                     st.disconnect()
+                    st.cancel_scope.cancel()
                 conn.close()
-                self.kick()
                 self._closing = True
-                with trio.move_on_after(1.0) as cleanup:
-                    cleanup.shield = True
-                    await self._final_flush()
-                nursery.cancel_scope.cancel()
+                # The writer flushes the final GOAWAY and returns (bounded by write_timeout,
+                # or by the shutdown deadline); the nursery then closes.
+                self._finished = True
+                self.kick()
 
     async def _reader(self, nursery: trio.Nursery) -> None:
         conn = self.conn
@@ -128,7 +134,7 @@ class H2Server:
                 if s.cancelled_caught:
                     conn.start_shutdown()  # idle too long: GOAWAY and close
                     break
-                events = conn.receive_data(data) if data else conn.receive_eof()
+                events = conn.receive_data(bytes(data)) if data else conn.receive_eof()
                 if not data:
                     self.broken = True
                 self._handle(events, nursery)
@@ -150,7 +156,7 @@ class H2Server:
                     self.conn.acknowledge_data(ev.stream_id, ev.flow_controlled_length)  # type: ignore[union-attr]
             elif t is Request:
                 if self._closing:
-                    self.conn.stream_done(ev.stream_id, completed=False)  # type: ignore[union-attr]
+                    self.conn.refuse_stream(ev.stream_id)  # type: ignore[union-attr]
                     continue
                 self._open_stream(ev, nursery)  # type: ignore[arg-type]
             elif t is EndOfMessage:
@@ -186,8 +192,18 @@ class H2Server:
             st.ended = True
         self.ctx.counters.requests_total += 1
         self.ctx.counters.streams_open += 1
-        nursery.start_soon(self._run_stream, st)
+        if request.protocol is not None:
+            nursery.start_soon(self._run_websocket, st)
+        else:
+            nursery.start_soon(self._run_stream, st)
         return st
+
+    async def _run_websocket(self, st: _Stream) -> None:
+        # Not inside st.cancel_scope: a reset stream reaches the app as a 1006 disconnect.
+        try:
+            await serve_websocket_stream(self.ctx, self.info, st, self.websockets)
+        finally:
+            self._stream_finished(st, st.response_done)
 
     async def _run_stream(self, st: _Stream) -> None:
         ctx = self.ctx
@@ -211,15 +227,18 @@ class H2Server:
             if ctx.access_log:
                 log_access(ctx.config.access_log_format, scope, st.status, st.sent, st.started)
         finally:
-            ctx.counters.streams_open -= 1
-            del self.streams[st.request.stream_id]
-            # Unread body credit goes back so the connection window does not leak.
-            for _, flow in st.inbox:
-                self.conn.acknowledge_data(st.request.stream_id, flow)
-            st.inbox.clear()
-            self.conn.stream_done(st.request.stream_id, completed=completed)
-            self.kick()
-            self._maybe_finish()
+            self._stream_finished(st, completed)
+
+    def _stream_finished(self, st: _Stream, completed: bool) -> None:
+        self.ctx.counters.streams_open -= 1
+        del self.streams[st.request.stream_id]
+        # Unread body credit goes back so the connection window does not leak.
+        for _, flow in st.inbox:
+            self.conn.acknowledge_data(st.request.stream_id, flow)
+        st.inbox.clear()
+        self.conn.stream_done(st.request.stream_id, completed=completed)
+        self.kick()
+        self._maybe_finish()
 
     # --- writing ------------------------------------------------------------------------
     def kick(self) -> None:
@@ -243,25 +262,22 @@ class H2Server:
             data = self.conn.data_to_send()
             self._queued = 0
             if data and not self.broken:
-                try:
-                    with trio.fail_after(timeout):
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as stall:
+                    try:
                         await self.stream.send_all(data)
-                except (*_STREAM_ERRORS, trio.TooSlowError):
-                    self.broken = True
+                    except _STREAM_ERRORS:
+                        self.broken = True
+                if stall.cancelled_caught:
+                    self.broken = True  # the peer stopped reading: drop it
+                if self.broken:
                     for st in list(self.streams.values()):
                         st.disconnect()
                     if self._reader_scope is not None:
                         self._reader_scope.cancel()
             drained, self._drained = self._drained, trio.Event()
             drained.set()
-
-    async def _final_flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data and not self.broken:
-            try:
-                await self.stream.send_all(data)
-            except (*_STREAM_ERRORS, trio.BusyResourceError):
-                pass
+            if self._finished:
+                return
 
 
 class _Stream:
@@ -389,7 +405,7 @@ class _Stream:
                         await self._writable.wait()
                 if not more:
                     if not body:
-                        conn.end_stream(sid)
+                        # send_data() queued a bare END_STREAM, which queued() did not count.
                         server.kick()
                     self._finish()
             except StreamClosed:
@@ -407,7 +423,8 @@ class _Stream:
         cfg = self.server.ctx.config
         assert self.start_message is not None
         status, headers = response_head(
-            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header
+            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header,
+            alt_svc=self.server.ctx.alt_svc,
         )
         # RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
         headers = [
@@ -442,7 +459,7 @@ class _Stream:
                 conn.send_data(sid, body, end_stream=True)
                 self.response_done = True
             else:
-                conn.reset_stream(sid)
+                conn.reset_stream(sid, INTERNAL_ERROR)
         except StreamClosed:
             pass
         self.server.kick()

@@ -32,10 +32,13 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
     return ctx
 
 
-async def tls_handshake(stream: trio.SSLStream[trio.abc.Stream], timeout: float) -> str | None:
+async def tls_handshake(
+    stream: trio.SSLStream[trio.abc.Stream], timeout: float  # noqa: ASYNC109
+) -> str | None:
     """Run the server handshake within ``timeout`` seconds; return the ALPN protocol chosen
     (or ``None``). Raises :class:`trio.TooSlowError` on timeout and
     :class:`trio.BrokenResourceError` on a failed handshake."""
     with trio.fail_after(timeout):
         await stream.do_handshake()
-    return stream.selected_alpn_protocol()
+    alpn: str | None = stream.selected_alpn_protocol()
+    return alpn

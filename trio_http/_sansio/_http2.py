@@ -9,7 +9,7 @@ h2 frames, validates and keeps the stream state machines; this layer adds the se
   peer or we reset it (MadeYouReset, CVE-2025-8671);
 * receive-window credit is returned only when the application consumes the body
   (:meth:`H2Connection.acknowledge_data`), so each stream buffers at most its window. The
-  connection window is opened to ``max_concurrent_streams × initial_window_size`` so one stream
+  connection window is opened to ``max_concurrent_streams * initial_window_size`` so one stream
   that never reads cannot stall the others;
 * graceful shutdown sends GOAWAY with the last stream processed while letting streams in
   flight finish (h2's own GOAWAY closes its state machine at once), then refuses newer streams;
@@ -46,6 +46,7 @@ _SC = h2.settings.SettingCodes
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+FRAME_SIZE_ERROR = h2.errors.ErrorCodes.FRAME_SIZE_ERROR
 NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
 CANCEL = h2.errors.ErrorCodes.CANCEL
@@ -112,6 +113,7 @@ class H2Connection:
         self._completed = 0
         self._reset_budget = reset_budget
         self.terminated = False
+        self._peer_settings_seen = False
 
     # --- set-up ------------------------------------------------------------------------
     def _after_initiate(self) -> None:
@@ -152,7 +154,13 @@ class H2Connection:
             return [self._terminate(getattr(exc, "error_code", PROTOCOL_ERROR), str(exc))]
         except Exception as exc:  # hpack/hyperframe decoding errors surface as plain errors
             return [self._terminate(PROTOCOL_ERROR, f"{type(exc).__name__}: {exc}")]
+        if not self._peer_settings_seen and h2_events:
+            # RFC 9113 §3.4: the client preface ends with a SETTINGS frame; h2 does not check.
+            if type(h2_events[0]) is not h2.events.RemoteSettingsChanged:
+                return [self._terminate(PROTOCOL_ERROR, "preface not followed by SETTINGS")]
+            self._peer_settings_seen = True
         out: list[Event] = []
+        ev: Any  # h2's event classes share no typed base with these attributes
         for ev in h2_events:
             t = type(ev)
             if t is h2.events.DataReceived:
@@ -188,6 +196,14 @@ class H2Connection:
                 out.append(ConnectionTerminated(
                     ev.error_code or 0, ev.last_stream_id, by_peer=True, reason="GOAWAY"
                 ))
+        # h2 checks a frame's length only once the whole frame is buffered, so a header
+        # announcing 16 MiB would be buffered first: refuse it from the header (§4.2).
+        pending = getattr(self._h2.incoming_buffer, "_data", b"")
+        if (
+            len(pending) >= 9 and not self.terminated
+            and int.from_bytes(pending[:3], "big") > self._h2.max_inbound_frame_size
+        ):
+            out.append(self._terminate(FRAME_SIZE_ERROR, "frame larger than max frame size"))
         return out
 
     def receive_eof(self) -> list[Event]:
@@ -335,6 +351,13 @@ class H2Connection:
             except h2.exceptions.ProtocolError:
                 pass
 
+    def refuse_stream(self, stream_id: int) -> None:
+        """Refuse a stream the I/O layer will not serve (after GOAWAY): RST_STREAM
+        REFUSED_STREAM tells the client it was not processed and may be retried
+        (RFC 9113 §8.7)."""
+        self.active.discard(stream_id)
+        self.reset_stream(stream_id, REFUSED_STREAM)
+
     def stream_done(self, stream_id: int, *, completed: bool) -> None:
         """The application task of ``stream_id`` has finished: the stream stops counting against
         the concurrency limit. If the request body is still arriving it is reset with NO_ERROR
@@ -380,4 +403,4 @@ class H2Connection:
             data = self._prefix + self._h2.data_to_send()
             self._prefix = b""
             return data
-        return self._h2.data_to_send()  # type: ignore[no-any-return]
+        return self._h2.data_to_send()
