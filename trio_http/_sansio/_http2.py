@@ -313,8 +313,12 @@ class H2Connection:
             raise ValueError(f"invalid response headers: {exc}") from None
 
     def _closed_on_our_side(self, stream_id: int) -> bool:
+        # h2 closes its whole state machine on a GOAWAY from the peer, after which nothing can
+        # be sent on any stream: for the app that is a disconnect, not an error of its own.
+        if self.terminated or self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
+            return True
         stream = self._h2.streams.get(stream_id)
-        return stream is None or stream.closed or self.terminated
+        return stream is None or stream.closed
 
     def send_data(self, stream_id: int, data: bytes | memoryview, *, end_stream: bool = False) -> int:
         """Queue as much of ``data`` as the send windows allow, in frames of at most the peer's
