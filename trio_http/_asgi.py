@@ -77,9 +77,12 @@ class _DateCache:
 http_date = _DateCache().get
 
 
-def response_head(message: Message, *, server_header: bool, date_header: bool) -> tuple[int, Headers]:
+def response_head(
+    message: Message, *, server_header: bool, date_header: bool, alt_svc: bytes | None = None
+) -> tuple[int, Headers]:
     """Validate an ``http.response.start`` message and return ``(status, headers)`` with
-    lowercase names, plus ``server`` and ``date`` when enabled and the app set none.
+    lowercase names, plus ``server`` and ``date`` when enabled and the app set none, and
+    ``alt-svc: <alt_svc>`` (RFC 7838) when given and the app set none.
 
     Raises :class:`TypeError` / :class:`ValueError` for a malformed message (an app bug).
     """
@@ -97,11 +100,15 @@ def response_head(message: Message, *, server_header: bool, date_header: bool) -
             have_server = True
         elif name == b"date":
             have_date = True
+        elif name == b"alt-svc":
+            alt_svc = None
         headers.append((name, value))
     if server_header and not have_server:
         headers.append((b"server", DEFAULT_SERVER))
     if date_header and not have_date:
         headers.append((b"date", http_date()))
+    if alt_svc is not None:
+        headers.append((b"alt-svc", alt_svc))
     return status, headers
 
 

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = Config()
     p = argparse.ArgumentParser(
         prog="python -m trio_http",
-        description="Serve an ASGI application over HTTP/1.1 and HTTP/2 (TLS with ALPN, h2c).",
+        description="Serve an ASGI application over HTTP/1.1, HTTP/2 (TLS with ALPN, h2c) "
+                    "and HTTP/3 (QUIC).",
     )
     p.add_argument("app", nargs="?", default=DEMO_APP,
                    help=f"the ASGI app as module:attribute (default: the demo, {DEMO_APP})")
@@ -73,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-header-size", type=int, default=d.max_request_header_size,
                    metavar="BYTES",
                    help="HTTP/1.1 request head limit, 431 past it (default %(default)s)")
+    p.add_argument("--ws-max-message-size", type=int, default=d.websocket_max_message_size,
+                   metavar="BYTES",
+                   help="largest incoming WebSocket message; larger ones close with 1009 "
+                        "(default %(default)s)")
+    p.add_argument("--ws-max-queue", type=int, default=d.websocket_max_queue, metavar="N",
+                   help="incoming WebSocket messages queued for the app before reading stops "
+                        "(default %(default)s)")
+    p.add_argument("--ws-ping-interval", type=float, default=d.websocket_ping_interval,
+                   metavar="S", help="seconds between WebSocket keepalive PINGs (default: off)")
+    p.add_argument("--ws-ping-timeout", type=float, default=d.websocket_ping_timeout,
+                   metavar="S",
+                   help="seconds to wait for a PONG before closing with 1011 (default %(default)s)")
+    p.add_argument("--no-ws-per-message-deflate", dest="ws_per_message_deflate",
+                   action="store_false",
+                   help="do not negotiate WebSocket permessage-deflate (RFC 7692)")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"),
                    help="log level of the trio_http loggers (default %(default)s)")
@@ -80,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the access log here; '-' for stdout (default: off)")
     p.add_argument("--access-logformat", default=d.access_log_format, metavar="FORMAT",
                    help="access log format with Gunicorn-style atoms (default %(default)r)")
+    p.add_argument("--quic-bind", action="append", default=[], metavar="ADDR",
+                   help="HOST:PORT or [IPv6]:PORT (UDP) served with HTTP/3 over QUIC; "
+                        "repeatable; needs --certfile")
+    p.add_argument("--no-alt-svc", dest="alt_svc", action="store_false",
+                   help="do not advertise HTTP/3 with alt-svc on TCP responses")
     return p
 
 
@@ -135,6 +156,8 @@ async def _serve(app: Any, binds: list[Bind], config: Config) -> None:
             )
             for url in server.urls:
                 logger.info("Serving on %s", _describe(url))
+            for url in server.http3_urls:
+                logger.info("Serving on %s (HTTP/3 over QUIC, UDP)", url)
             logger.info("Press CTRL+C to stop")
             async for signum in signals:
                 logger.info("Received %s: shutting down gracefully (at most %s s)",
@@ -164,8 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             h2_max_frame_size=args.h2_max_frame_size,
             h2_max_header_list_size=args.h2_max_header_list_size,
             max_request_header_size=args.max_request_header_size,
+            websocket_max_message_size=args.ws_max_message_size,
+            websocket_max_queue=args.ws_max_queue,
+            websocket_ping_interval=args.ws_ping_interval,
+            websocket_ping_timeout=args.ws_ping_timeout,
+            websocket_per_message_deflate=args.ws_per_message_deflate,
             access_logfile=args.access_logfile,
             access_log_format=args.access_logformat,
+            quic_binds=tuple(args.quic_bind),
+            alt_svc=args.alt_svc,
         )
         tls = config.tls_enabled
         binds = [parse_bind(b, tls=tls) for b in (args.bind or ["127.0.0.1:8000"])]

@@ -169,6 +169,40 @@ class Config:
     #: Negotiate permessage-deflate when the client offers it.
     websocket_per_message_deflate: bool = True
 
+    # --- HTTP/3 over QUIC (RFC 9114, RFC 9000) --------------------------------------------
+    #: UDP binds served with HTTP/3 (``HOST:PORT``, ``[IPv6]:PORT``); they need ``certfile``.
+    quic_binds: tuple[str, ...] = ()
+    #: Advertise the first quic bind on TCP responses: ``alt-svc: h3=":PORT"; ma=3600``.
+    alt_svc: bool = True
+    #: QUIC connections per quic bind; at most half of them may be in their handshake.
+    quic_max_connections: int = 1000
+    #: Make clients prove their address with a Retry round trip (RFC 9000 §8.1.2) first.
+    quic_retry: bool = False
+    #: Seconds without a packet from the peer after which a QUIC connection is dropped.
+    quic_idle_timeout: float = 30.0
+    #: Request streams a client may have open at once on one connection.
+    h3_max_concurrent_streams: int = 100
+    #: Bytes of request body a stream may have buffered before the app reads it, and of
+    #: response a stream may have sent but not yet seen acknowledged.
+    h3_stream_window_size: int = 262144
+
+    # --- proxies, client certificates, sockets, WSGI (issue 7) --------------------------------
+    #: Trust ``Forwarded`` / ``X-Forwarded-*`` from ``forwarded_allow_ips`` (RFC 7239).
+    proxy_headers: bool = False
+    #: Peers trusted for proxy headers and the PROXY protocol: IPs, CIDRs, or ``"*"`` for all.
+    #: Peers on unix sockets are always trusted.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Expect a PROXY protocol v1/v2 header (HAProxy) first on connections from trusted peers.
+    proxy_protocol: bool = False
+    #: Client certificates: ``"none"`` (not asked), ``"optional"``, ``"required"`` (mTLS).
+    verify_mode: Literal["none", "optional", "required"] = "none"
+    #: OpenSSL cipher list for TLS 1.2 (``SSLContext.set_ciphers``); ``None`` for the default.
+    ciphers: str | None = None
+    #: Permission bits given to unix socket files after binding (e.g. ``0o660``).
+    unix_socket_mode: int | None = None
+    #: Worker threads running WSGI apps at once (the CapacityLimiter's tokens).
+    wsgi_max_threads: int = 40
+
     # --- logging ---------------------------------------------------------------------------
     #: Where access log lines go: a path, ``"-"`` for stdout, or ``None`` for nowhere.
     access_logfile: str | None = None
@@ -200,6 +234,33 @@ class Config:
             object.__setattr__(self, "root_path", self.root_path.rstrip("/"))
         if self.keyfile and not self.certfile:
             raise ConfigError("keyfile given without certfile")
+        if isinstance(self.quic_binds, (str, list)):
+            object.__setattr__(self, "quic_binds", (self.quic_binds,)
+                               if isinstance(self.quic_binds, str) else tuple(self.quic_binds))
+        if self.quic_binds and not self.certfile:
+            raise ConfigError("quic_binds need a TLS certificate (certfile)")
+        _positive("quic_idle_timeout", self.quic_idle_timeout, allow_none=False)
+        for name in ("quic_max_connections", "h3_max_concurrent_streams"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+        if not 1024 <= self.h3_stream_window_size <= 2**62 - 1:
+            raise ConfigError("h3_stream_window_size must lie in 1024..2**62-1")
+
+        if isinstance(self.forwarded_allow_ips, (str, list)):
+            ips = self.forwarded_allow_ips
+            object.__setattr__(self, "forwarded_allow_ips", tuple(
+                p.strip() for p in (ips.split(",") if isinstance(ips, str) else ips) if p.strip()
+            ))
+        if self.verify_mode not in ("none", "optional", "required"):
+            raise ConfigError(f"verify_mode must be none, optional or required, "
+                              f"not {self.verify_mode!r}")
+        if self.verify_mode != "none" and not self.ca_certs:
+            raise ConfigError(f"verify_mode {self.verify_mode!r} needs ca_certs")
+        if self.unix_socket_mode is not None and not 0 <= self.unix_socket_mode <= 0o7777:
+            raise ConfigError(f"unix_socket_mode {self.unix_socket_mode!r} is not a mode")
+        if isinstance(self.wsgi_max_threads, bool) or self.wsgi_max_threads < 1:
+            raise ConfigError("wsgi_max_threads must be a positive integer")
 
     @property
     def tls_enabled(self) -> bool:

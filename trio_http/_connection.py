@@ -18,7 +18,10 @@ from ._h1_server import H1Server
 from ._h2_server import H2Server
 from ._sansio._scope import ConnectionInfo
 from ._sansio._select import select_protocol
+from ._proxy import accept_proxy_protocol
 from ._tls import tls_handshake
+from ._tls_extension import tls_extension
+from ._websocket import H1WebSocket
 
 __all__ = ["handle_asgi_stream", "serve_connection"]
 
@@ -47,7 +50,7 @@ class _Connection:
     __slots__ = ("handler", "idle_scope", "shutdown")
 
     def __init__(self) -> None:
-        self.handler: H1Server | H2Server | None = None
+        self.handler: H1Server | H2Server | H1WebSocket | None = None
         self.idle_scope: trio.CancelScope | None = None
         self.shutdown = False
 
@@ -76,20 +79,30 @@ async def serve_connection(
     client, server = _addresses(stream)
     try:
         alpn = None
+        early = b""
+        if config.proxy_protocol:
+            accepted = await accept_proxy_protocol(
+                stream, config, client, server, tls=ssl_context is not None
+            )
+            if accepted is None:
+                return
+            stream, client, server, early = accepted
         if ssl_context is not None:
             stream = trio.SSLStream(stream, ssl_context, server_side=True)
+        extensions: dict[str, Any] = {}
         if isinstance(stream, trio.SSLStream):
             try:
                 alpn = await tls_handshake(stream, config.tls_handshake_timeout) or "http/1.1"
             except (trio.TooSlowError, *_STREAM_ERRORS, ssl.SSLError, OSError):
                 ctx.counters.tls_handshake_failures += 1
                 return
+            extensions["tls"] = tls_extension(stream, config.certfile)
         info = ConnectionInfo(
             client=client, server=server, tls=alpn is not None,
-            root_path=config.root_path, state=ctx.state,
+            root_path=config.root_path, state=ctx.state, extensions=extensions,
         )
-        data = b""
-        proto = select_protocol(alpn, data) if alpn else None
+        data = early
+        proto = select_protocol(alpn, data) if alpn or data else None
         while proto is None:
             if conn.shutdown:
                 return
@@ -115,7 +128,13 @@ async def serve_connection(
         if conn.shutdown:
             h1.begin_shutdown()
         takeover = await h1.run()
-        if takeover is not None and takeover.request.upgrade == b"h2c":
+        if takeover is not None and takeover.request.upgrade == b"websocket":
+            ws = H1WebSocket(stream, ctx, info, takeover.request, takeover.data)
+            conn.handler = ws
+            if conn.shutdown:
+                ws.begin_shutdown()
+            await ws.run()
+        elif takeover is not None and takeover.request.upgrade == b"h2c":
             settings = next(v for n, v in takeover.request.headers if n == b"http2-settings")
             h2_server = H2Server(stream, ctx, info)
             conn.handler = h2_server

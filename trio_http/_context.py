@@ -32,6 +32,8 @@ class Counters:
     app_errors: int = 0
     protocol_errors: int = 0
     tls_handshake_failures: int = 0
+    websockets_open: int = 0
+    websockets_total: int = 0
 
 
 class ServerContext:
@@ -50,6 +52,8 @@ class ServerContext:
         self.shutdown_deadline = math.inf
         self._live: dict[Shutdownable, trio.CancelScope] = {}
         self.access_log = config.access_logfile is not None
+        #: ``alt-svc`` value added to TCP responses (set when HTTP/3 is served, RFC 7838).
+        self.alt_svc: bytes | None = None
 
     def register(self, conn: Shutdownable, scope: trio.CancelScope) -> None:
         """Track a connection; if shutdown has begun, tell it at once."""

@@ -162,6 +162,11 @@ class H1Server:
             return None
         body = bytearray()
         limit = self.ctx.config.h2_initial_window_size
+        for name, value in request.headers:
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                # Too large to buffer for stream 1: the upgrade is optional (RFC 9110 §7.8),
+                # so serve this request over HTTP/1.1 instead.
+                return None
         while True:
             event = self.conn.next_event()
             if type(event) is Data:

@@ -46,11 +46,13 @@ async def open_lifespan(app: ASGIApp, config: Config) -> AsyncIterator[dict[str,
 
     async def run_app() -> None:
         with app_scope:
-            try:
-                async with app_outbox, app_inbox:
+            async with app_outbox, app_inbox:
+                # Recorded before the channels close, since closing wakes exchange() to
+                # report the failure.
+                try:
                     await app(scope, app_inbox.receive, app_outbox.send)
-            except Exception as exc:
-                failure.append(exc)
+                except Exception as exc:
+                    failure.append(exc)
 
     async def exchange(message: str, timeout: float) -> Message | None:
         with trio.fail_after(timeout):

@@ -10,7 +10,7 @@ import os
 import socket as stdlib_socket
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -28,14 +28,18 @@ class HTTPListener:
     listener: trio.SocketListener
     bind: Bind
     tls: bool
+    _address: tuple[str, int] | str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Resolved while the socket is open: it is closed as soon as shutdown begins, and
+        # RunningServer still reports where it served.
+        name = self.listener.socket.getsockname()
+        self._address = os.fsdecode(name) if isinstance(name, (bytes, str)) else (name[0], name[1])
 
     @property
     def address(self) -> tuple[str, int] | str:
         """The bound address: ``(host, port)`` with port 0 resolved, or a unix socket path."""
-        name = self.listener.socket.getsockname()
-        if isinstance(name, (bytes, str)):
-            return os.fsdecode(name)
-        return (name[0], name[1])
+        return self._address
 
     @property
     def url(self) -> str:
@@ -50,7 +54,7 @@ class HTTPListener:
         return f"{scheme}://{host}:{addr[1]}"
 
 
-async def _open_unix(bind: Bind, backlog: int) -> trio.SocketListener:
+async def _open_unix(bind: Bind, backlog: int, mode: int | None = None) -> trio.SocketListener:
     path = bind.path
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.stat(path).st_mode):
@@ -58,6 +62,8 @@ async def _open_unix(bind: Bind, backlog: int) -> trio.SocketListener:
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     try:
         await sock.bind(path)
+        if mode is not None:
+            os.chmod(path, mode)  # before listen(): no connection gets in under the umask's bits
         sock.listen(backlog)
     except BaseException:
         sock.close()
@@ -97,7 +103,9 @@ async def open_http_listeners(
                     ):
                         opened.append(HTTPListener(lst, bind, tls))
                 elif bind.kind == "unix":
-                    opened.append(HTTPListener(await _open_unix(bind, config.backlog), bind, tls))
+                    opened.append(HTTPListener(
+                        await _open_unix(bind, config.backlog, config.unix_socket_mode), bind, tls
+                    ))
                 else:
                     opened.append(HTTPListener(_open_fd(bind, config.backlog), bind, tls))
             except OSError as exc:

@@ -25,6 +25,8 @@ from ._connection import serve_connection
 from ._context import ServerContext
 from ._lifespan import open_lifespan
 from ._listeners import HTTPListener, open_http_listeners
+from ._proxy import ProxyHeadersMiddleware, trusted_peers
+from ._quic import QuicEndpoint, open_quic_sockets, serve_quic_endpoint
 from ._tls import create_ssl_context
 
 __all__ = ["RunningServer", "open_asgi_server", "serve_asgi", "serve_asgi_listeners"]
@@ -40,8 +42,14 @@ class RunningServer:
     """What :func:`serve_asgi` hands to ``task_status.started()``: the bound listeners with
     port 0 resolved, and live statistics."""
 
-    def __init__(self, listeners: Sequence[HTTPListener], ctx: ServerContext) -> None:
+    def __init__(
+        self,
+        listeners: Sequence[HTTPListener],
+        ctx: ServerContext,
+        quic_endpoints: Sequence[QuicEndpoint] = (),
+    ) -> None:
         self.listeners = tuple(listeners)
+        self.quic_endpoints = tuple(quic_endpoints)
         self._ctx = ctx
 
     @property
@@ -57,6 +65,19 @@ class RunningServer:
     def addresses(self) -> tuple[tuple[str, int] | str, ...]:
         """``(host, port)`` per TCP listener (port 0 resolved), the path for unix sockets."""
         return tuple(lst.address for lst in self.listeners)
+
+    @property
+    def quic_addresses(self) -> tuple[tuple[str, int], ...]:
+        """``(host, port)`` per quic bind (UDP, port 0 resolved)."""
+        return tuple(ep.address for ep in self.quic_endpoints)
+
+    @property
+    def http3_urls(self) -> tuple[str, ...]:
+        """One ``https://`` URL per quic bind, e.g. ``("https://127.0.0.1:4433",)``."""
+        return tuple(
+            f"https://[{h}]:{p}" if ":" in h else f"https://{h}:{p}"
+            for h, p in self.quic_addresses
+        )
 
     @property
     def port(self) -> int:
@@ -83,7 +104,10 @@ class RunningServer:
             "app_errors": c.app_errors,
             "protocol_errors": c.protocol_errors,
             "tls_handshake_failures": c.tls_handshake_failures,
+            "websockets_open": c.websockets_open,
+            "websockets_total": c.websockets_total,
             "shutting_down": self._ctx.shutting_down,
+            "quic": [ep.statistics() for ep in self.quic_endpoints],
         }
 
 
@@ -138,6 +162,7 @@ async def serve_asgi_listeners(
     *,
     config: Config | None = None,
     handler_nursery: trio.Nursery | None = None,
+    quic_sockets: Sequence[trio.socket.SocketType] = (),
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve ``app`` on already-open ``listeners`` (see :func:`open_http_listeners`).
@@ -145,30 +170,46 @@ async def serve_asgi_listeners(
     Runs lifespan startup, then calls ``task_status.started(RunningServer)``. Never returns;
     cancel it to shut down gracefully (at most ``config.graceful_timeout`` seconds for
     in-flight requests, then lifespan shutdown). Connection tasks run in ``handler_nursery``
-    when given. Raises :class:`LifespanFailure` if startup fails. Closes the listeners on exit.
+    when given. ``quic_sockets`` are bound UDP sockets (see ``config.quic_binds``) served
+    with HTTP/3, each by an endpoint task in the handlers nursery; TCP responses then carry
+    ``alt-svc`` naming the first one (unless ``config.alt_svc`` is off). Raises
+    :class:`LifespanFailure` if startup fails. Closes the listeners and sockets on exit.
     """
     config = config or Config()
     app = wrap_app(app)
+    if config.proxy_headers:
+        app = ProxyHeadersMiddleware(app, trusted_peers(config.forwarded_allow_ips))
     try:
         async with open_lifespan(app, config) as state:
             ctx = ServerContext(app, config, state=state)
+            endpoints = [QuicEndpoint(sock, ctx) for sock in quic_sockets]
+            if endpoints and config.alt_svc:
+                ctx.alt_svc = f'h3=":{endpoints[0].address[1]}"; ma=3600'.encode()
             limiter = (
                 trio.CapacityLimiter(config.max_connections) if config.max_connections else None
             )
             async with trio.open_nursery() as handlers:
+                for endpoint in endpoints:
+                    handlers.start_soon(serve_quic_endpoint, endpoint)
                 try:
                     async with trio.open_nursery() as accept:
                         for lst in listeners:
                             accept.start_soon(
                                 _accept_loop, lst, ctx, handler_nursery or handlers, limiter
                             )
-                        task_status.started(RunningServer(listeners, ctx))
+                        task_status.started(RunningServer(listeners, ctx, endpoints))
                 finally:
+                    # Refuse new connections now rather than after the drain: one left in
+                    # the backlog would wait out the graceful period and then be reset.
+                    for lst in listeners:
+                        lst.listener.socket.close()
                     ctx.begin_shutdown()
             raise AssertionError("accept loops never return")  # pragma: no cover
     finally:
         for lst in listeners:
             lst.listener.socket.close()
+        for sock in quic_sockets:
+            sock.close()
 
 
 async def serve_asgi(
@@ -188,15 +229,23 @@ async def serve_asgi(
 
     Never returns; cancellation is a graceful shutdown (stop accepting, GOAWAY or
     ``Connection: close``, at most ``graceful_timeout`` seconds for requests in flight, then
-    lifespan shutdown). Raises :class:`BindError` if a bind cannot be opened,
+    lifespan shutdown). ``config.quic_binds`` add HTTP/3 over UDP beside the TCP binds.
+    Raises :class:`BindError` if a bind cannot be opened,
     :class:`ConfigError` for a bad bind or certificate, :class:`LifespanFailure` if startup fails.
     """
     config = config or Config()
     if config.tls_enabled:
         create_ssl_context(config)  # fail early, before binding, on unreadable certificates
     listeners = await open_http_listeners(binds, config=config)
+    try:
+        quic_sockets = await open_quic_sockets(config)
+    except BaseException:
+        for lst in listeners:
+            lst.listener.socket.close()
+        raise
     await serve_asgi_listeners(
-        app, listeners, config=config, handler_nursery=handler_nursery, task_status=task_status
+        app, listeners, config=config, handler_nursery=handler_nursery,
+        quic_sockets=quic_sockets, task_status=task_status,
     )
 
 

@@ -14,9 +14,15 @@ from ._errors import ConfigError
 __all__ = ["create_ssl_context", "tls_handshake"]
 
 
+_VERIFY_MODES = {
+    "none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED,
+}
+
+
 def create_ssl_context(config: Config) -> ssl.SSLContext:
-    """Build the server context from ``certfile``/``keyfile``/``keyfile_password``/``ca_certs``.
-    Raises :class:`ConfigError` when the files cannot be loaded."""
+    """Build the server context from ``certfile``/``keyfile``/``keyfile_password``/``ca_certs``,
+    ``verify_mode`` (client certificates: ``CERT_NONE``/``OPTIONAL``/``REQUIRED``) and
+    ``ciphers``. Raises :class:`ConfigError` when the files cannot be loaded."""
     if config.certfile is None:
         raise ConfigError("TLS needs certfile (and keyfile)")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -28,6 +34,12 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
             ctx.load_verify_locations(cafile=config.ca_certs)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load TLS certificate or key: {exc}") from exc
+    ctx.verify_mode = _VERIFY_MODES[config.verify_mode]
+    if config.ciphers:
+        try:
+            ctx.set_ciphers(config.ciphers)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"ciphers {config.ciphers!r}: {exc}") from exc
     ctx.set_alpn_protocols(list(config.alpn_protocols))
     return ctx
 

@@ -1,7 +1,8 @@
 """The built-in demo app, served by ``python -m trio_http`` with no APP argument.
 
-``/`` is a small page showing the protocol the request came over; ``/api/info`` returns the
-same facts as JSON; ``/echo`` (POST) echoes the request body.
+``/`` is a small page showing the protocol the request came over, with a WebSocket echo form;
+``/api/info`` returns the same facts as JSON; ``/echo`` (POST) echoes the request body; ``/ws``
+is a WebSocket echo (over HTTP/1.1 Upgrade or HTTP/2 extended CONNECT).
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ code{{background:#eee;padding:0 .3em}} #protocol{{font-size:2em;font-weight:bold
 <p>This page came to you over</p>
 <p id="protocol">{protocol}</p>
 <p>({scheme}, from {client}). JSON: <a href="/api/info"><code>/api/info</code></a>.</p>
+<h2>WebSocket echo</h2>
+<form id="ws-form"><input id="ws-text" value="hello" autocomplete="off">
+<button>Send</button></form>
+<pre id="ws-log"></pre>
+<script>
+const log = document.getElementById("ws-log");
+const say = (line) => {{ log.textContent += line + "\\n"; }};
+const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+const ws = new WebSocket(url);
+ws.onopen = () => say("connected to " + url);
+ws.onmessage = (e) => say("< " + e.data);
+ws.onclose = (e) => say("closed (" + e.code + ")");
+document.getElementById("ws-form").onsubmit = (e) => {{
+  e.preventDefault();
+  const text = document.getElementById("ws-text").value;
+  if (ws.readyState === WebSocket.OPEN) {{ ws.send(text); say("> " + text); }}
+}};
+</script>
 </body></html>
 """
 
@@ -51,6 +70,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket_echo(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -85,3 +107,23 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+async def _websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/ws``: greet with the protocol the WebSocket runs over, then echo every message."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if scope["path"] != "/ws":
+        await send({"type": "websocket.close"})  # 403
+        return
+    await send({"type": "websocket.accept"})
+    protocol = _PROTOCOLS.get(scope["http_version"], scope["http_version"])
+    await send({"type": "websocket.send", "text": f"welcome: a WebSocket over {protocol}"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})

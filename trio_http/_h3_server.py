@@ -1,0 +1,446 @@
+"""HTTP/3 connections: one task per QUIC connection (see :mod:`._quic` for the UDP endpoint
+that feeds it), holding a receiver, a sender, and one task per request stream running the app.
+
+* receiver: takes datagrams from the connection's inbox (a bounded channel the endpoint fills
+  with ``send_nowait``; a full inbox drops datagrams, which QUIC recovers), feeds them to the
+  sans-io connection and routes the events to streams. It never waits on a stream: request
+  body bytes go into the stream's inbox, bounded by the stream's receive credit, and the
+  credit returns only when the app's ``receive()`` takes them.
+* sender: the only task that takes datagrams out of the connection. It sleeps until woken
+  (new input, or a stream queued data) or until the QUIC timer (retransmission, ACK delay,
+  idle timeout) falls due, with the timer as its cancel-scope deadline.
+* streams: ``send()`` queues response bytes as far as the stream's send buffer allows and
+  waits, on that stream alone, for acknowledgements to make room.
+
+Time is ``trio.current_time()``, the clock of the cancel-scope deadlines.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._errors import ClientDisconnected
+from ._sansio._events import (
+    ConnectionTerminated,
+    Data,
+    EndOfMessage,
+    Request,
+    StreamReset,
+    WindowUpdated,
+)
+from ._sansio._http3 import (
+    H3_INTERNAL_ERROR,
+    H3_NO_ERROR,
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    H3Connection,
+    H3Event,
+    StreamClosed,
+)
+from ._sansio._scope import ConnectionInfo, build_scope
+from ._types import Message
+from ._websocket import WebSocketSession, serve_websocket_stream
+
+if TYPE_CHECKING:
+    from ._context import ServerContext
+    from ._quic import QuicEndpoint
+
+__all__ = ["INBOX_DATAGRAMS", "H3Server"]
+
+#: Datagrams queued from the endpoint to one connection before more are dropped.
+INBOX_DATAGRAMS = 256
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+
+
+class H3Server:
+    """Serves one QUIC connection carrying HTTP/3. Created by the endpoint for a client's
+    first Initial packet; :meth:`run` returns once the connection is over (closed by either
+    side, idle for ``quic_idle_timeout``, handshake not done within ``tls_handshake_timeout``)."""
+
+    def __init__(
+        self, endpoint: QuicEndpoint, conn: H3Connection, ctx: ServerContext, info: ConnectionInfo
+    ) -> None:
+        self.endpoint = endpoint
+        self.conn = conn
+        self.ctx = ctx
+        self.info = info
+        self.inbox, self._inbox = trio.open_memory_channel[tuple[bytes, Any]](INBOX_DATAGRAMS)
+        self.streams: dict[int, _Stream] = {}
+        self.cids: set[bytes] = set()
+        self.websockets: set[WebSocketSession] = set()
+        self.handshaking = True
+        self._wake = trio.Event()
+        self._closing = False
+        self._scope = trio.CancelScope()
+        self._handshake_deadline = trio.current_time() + ctx.config.tls_handshake_timeout
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def begin_shutdown(self) -> None:
+        """GOAWAY now; CONNECTION_CLOSE once the streams in flight are done."""
+        self._closing = True
+        self.conn.start_shutdown()
+        for session in list(self.websockets):
+            session.begin_shutdown()  # CLOSE 1001; the stream ends when the client answers
+        self._maybe_finish()
+        self.kick()
+
+    def _maybe_finish(self) -> None:
+        # Close only once every response has been acknowledged: CONNECTION_CLOSE would
+        # discard what is still in flight.
+        conn = self.conn
+        if self._closing and not conn.closing and not conn.active and conn.responses_acknowledged():
+            conn.close(H3_NO_ERROR, "shutting down")
+            self.kick()
+
+    async def run(self) -> None:
+        counters = self.ctx.counters
+        counters.connections_total += 1
+        counters.connections_open += 1
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender, nursery)
+                    await self._receiver(nursery)
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            error_logger.exception("Internal error on the HTTP/3 connection from %s",
+                                   self.info.client)
+        finally:
+            for st in self.streams.values():
+                st.disconnect()
+            counters.connections_open -= 1
+            self.endpoint.forget(self)
+            if not self.conn.terminated:
+                # Cancelled (shutdown deadline) or failed: tell the peer, best effort.
+                self.conn.close(H3_NO_ERROR, "server going away")
+                self.endpoint.send_nowait(self.conn.datagrams_to_send(trio.current_time()))
+
+    def _terminate(self) -> None:
+        for st in self.streams.values():
+            st.disconnect()
+        self._scope.cancel()
+
+    async def _receiver(self, nursery: trio.Nursery) -> None:
+        conn = self.conn
+        inbox = self._inbox
+        while True:
+            deadline = self._handshake_deadline if self.handshaking else math.inf
+            with trio.move_on_at(deadline):
+                data, addr = await inbox.receive()
+            if self.handshaking and trio.current_time() >= deadline:
+                self.ctx.counters.tls_handshake_failures += 1
+                return
+            now = trio.current_time()
+            events = conn.receive_datagram(data, addr, now)
+            while True:  # take what else has arrived before answering: fewer, fuller packets
+                try:
+                    data, addr = inbox.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                events += conn.receive_datagram(data, addr, now)
+            if self.handshaking and conn.handshake_complete:
+                self.handshaking = False
+                self.endpoint.handshake_done(self)
+            if events:
+                self._handle(events, nursery)
+            if self._closing:
+                self._maybe_finish()
+            self.kick()
+
+    def kick(self) -> None:
+        """Wake the sender: the connection has something to send."""
+        self._wake.set()
+
+    async def _sender(self, nursery: trio.Nursery) -> None:
+        conn = self.conn
+        endpoint = self.endpoint
+        while True:
+            timer = conn.get_timer()
+            if not self._wake.is_set():
+                with trio.move_on_at(math.inf if timer is None else timer):
+                    await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            if timer is not None and now >= timer:
+                events = conn.handle_timer(now)
+                if events:
+                    self._handle(events, nursery)
+            datagrams = conn.datagrams_to_send(now)
+            if datagrams:
+                await endpoint.send(datagrams)
+            if conn.terminated:  # ended without an event (an aioquic failure)
+                self._terminate()
+
+    # --- events --------------------------------------------------------------------------
+    def _handle(self, events: list[H3Event], nursery: trio.Nursery) -> None:
+        streams = self.streams
+        for ev in events:
+            t = type(ev)
+            if t is Data:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.inbox.append(ev.data)  # type: ignore[union-attr]
+                    st.buffered += len(ev.data)  # type: ignore[union-attr]
+                    st.wake()
+                else:
+                    self.conn.acknowledge_data(ev.stream_id, len(ev.data))  # type: ignore[union-attr]
+            elif t is Request:
+                self._open_stream(ev, nursery)  # type: ignore[arg-type]
+            elif t is EndOfMessage:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.ended = True
+                    st.wake()
+            elif t is WindowUpdated:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.wake_window()
+            elif t is StreamReset:
+                st = streams.get(ev.stream_id)  # type: ignore[union-attr]
+                if st is not None:
+                    st.disconnect()
+                    st.cancel_scope.cancel()
+            elif t is ConnectionIdIssued:
+                self.endpoint.add_route(ev.cid, self)  # type: ignore[union-attr]
+            elif t is ConnectionIdRetired:
+                self.endpoint.remove_route(ev.cid, self)  # type: ignore[union-attr]
+            elif t is ConnectionTerminated:
+                reason: str = ev.reason  # type: ignore[union-attr]
+                if reason.startswith("internal error"):
+                    error_logger.error("HTTP/3 connection from %s failed: %s",
+                                       self.info.client, reason)
+                elif not ev.by_peer and ev.error_code not in (0, H3_NO_ERROR):  # type: ignore[union-attr]
+                    self.ctx.counters.protocol_errors += 1
+                    error_logger.debug("HTTP/3 connection error: %s", reason)
+                self._terminate()
+                return
+
+    def _open_stream(self, request: Request, nursery: trio.Nursery) -> None:
+        # After GOAWAY the sans-io layer rejects streams at or past the GOAWAY id; the ones
+        # below it were sent before the client knew and are served (RFC 9114 §5.2).
+        st = _Stream(self, request)
+        self.streams[request.stream_id] = st
+        self.ctx.counters.requests_total += 1
+        self.ctx.counters.streams_open += 1
+        nursery.start_soon(self._run_stream, st)
+
+    async def _run_stream(self, st: _Stream) -> None:
+        ctx = self.ctx
+        request = st.request
+        if request.method == b"CONNECT":
+            # Extended CONNECT (RFC 9220): WebSockets, through the same layer as HTTP/2.
+            await self._run_websocket(st)
+            return
+        scope = build_scope(request, self.info)
+        st.scope = scope
+        completed = False
+        try:
+            with st.cancel_scope:
+                try:
+                    await ctx.app(scope, st.receive, st.send)
+                except Exception as exc:
+                    ctx.counters.app_errors += 1
+                    if not (st.disconnected and isinstance(exc, ClientDisconnected)):
+                        log_app_exception(scope, exc)
+                    st.fail()
+                else:
+                    if not st.response_done:
+                        error_logger.error("ASGI app returned without completing its response")
+                        st.fail()
+            completed = st.response_done
+            if ctx.access_log:
+                log_access(ctx.config.access_log_format, scope, st.status, st.sent, st.started)
+        finally:
+            ctx.counters.streams_open -= 1
+            del self.streams[request.stream_id]
+            self.conn.stream_done(request.stream_id, completed=completed)
+            self.kick()
+            self._maybe_finish()
+
+    async def _run_websocket(self, st: _Stream) -> None:
+        sid = st.request.stream_id
+        try:
+            with st.cancel_scope:
+                await serve_websocket_stream(self.ctx, self.info, st, self.websockets)
+        finally:
+            self.ctx.counters.streams_open -= 1
+            del self.streams[sid]
+            self.conn.stream_done(sid, completed=st.response_done)
+            self.kick()
+            self._maybe_finish()
+
+
+class _Stream:
+    """One request stream: its body inbox (bounded by the stream's receive credit, in
+    bytes), the wait for send-buffer room, and its ASGI ``receive``/``send``."""
+
+    __slots__ = (
+        "_headers_sent",
+        "_readable",
+        "_writable",
+        "body_done",
+        "buffered",
+        "cancel_scope",
+        "disconnected",
+        "ended",
+        "inbox",
+        "request",
+        "response_done",
+        "scope",
+        "sent",
+        "server",
+        "start_message",
+        "started",
+        "status",
+    )
+
+    def __init__(self, server: H3Server, request: Request) -> None:
+        self.server = server
+        self.request = request
+        self.inbox: deque[bytes] = deque()
+        self.buffered = 0  # bytes in inbox
+        self.ended = request.end_stream
+        self.body_done = False
+        self.disconnected = False
+        self.response_done = False
+        self.start_message: Message | None = None
+        self.status = 0
+        self.sent = 0
+        self.started = time.perf_counter() if server.ctx.access_log else 0.0
+        self.cancel_scope = trio.CancelScope()
+        self.scope: dict[str, Any] | None = None
+        self._headers_sent = False
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+
+    def wake(self) -> None:
+        self._readable.set()
+
+    def wake_window(self) -> None:
+        self._writable.set()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._readable.set()
+        self._writable.set()
+
+    def statistics(self) -> dict[str, int]:
+        """Bytes and chunks waiting in the inbox."""
+        return {"buffered_bytes": self.buffered, "buffered_chunks": len(self.inbox)}
+
+    async def receive(self) -> Message:
+        while True:
+            if self.inbox:
+                inbox = self.inbox
+                body = inbox.popleft() if len(inbox) == 1 else b"".join(inbox)
+                inbox.clear()
+                self.buffered = 0
+                # Credit returns only now that the app has the bytes.
+                self.server.conn.acknowledge_data(self.request.stream_id, len(body))
+                self.server.kick()
+                self.body_done = self.ended
+                return {"type": "http.request", "body": body, "more_body": not self.ended}
+            if self.disconnected:
+                return _DISCONNECT
+            if self.ended and not self.body_done:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.body_done and self.response_done:
+                return _DISCONNECT
+            # No await between the checks above and this wait, so no wake-up is lost.
+            self._readable = trio.Event()
+            await self._readable.wait()
+
+    async def send(self, message: Message) -> None:
+        t = message["type"]
+        server = self.server
+        conn = server.conn
+        sid = self.request.stream_id
+        if t == "http.response.body":
+            if self.start_message is None:
+                raise RuntimeError("ASGI: http.response.body before http.response.start")
+            if self.response_done:
+                raise RuntimeError("ASGI: http.response.body after the response completed")
+            if self.disconnected:
+                raise ClientDisconnected("the stream was reset or the connection closed")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            try:
+                if not self._headers_sent:
+                    self._send_head(end_stream=not body and not more)
+                    if not body and not more:
+                        self._finish()
+                        return
+                view = memoryview(body)
+                while view:
+                    self._writable = trio.Event()
+                    n = conn.send_data(sid, view, end_stream=not more)
+                    if n:
+                        self.sent += n
+                        server.kick()
+                        view = view[n:]
+                    if view:
+                        await self._writable.wait()
+                        if self.disconnected:
+                            raise ClientDisconnected(
+                                "the stream was reset or the connection closed")
+                if not more:
+                    if not body:
+                        conn.end_stream(sid)
+                        server.kick()
+                    self._finish()
+            except StreamClosed:
+                self.disconnect()
+                raise ClientDisconnected("the stream was reset or the connection closed") from None
+        elif t == "http.response.start":
+            if self.start_message is not None or self.response_done:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            self.start_message = message
+            self.status = message.get("status", 0)
+        else:
+            raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    def _send_head(self, *, end_stream: bool) -> None:
+        cfg = self.server.ctx.config
+        assert self.start_message is not None
+        status, headers = response_head(
+            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header
+        )
+        self.server.conn.send_response(
+            self.request.stream_id, status, headers, end_stream=end_stream
+        )
+        self._headers_sent = True
+        self.server.kick()
+
+    def _finish(self) -> None:
+        self.response_done = True
+        self._readable.set()  # a receive() waiting for disconnect may return now
+
+    def fail(self) -> None:
+        """The app failed: a 500 if nothing was sent, otherwise reset the stream."""
+        if self.disconnected:
+            return
+        conn = self.server.conn
+        sid = self.request.stream_id
+        try:
+            if not self._headers_sent:
+                self.status = 500
+                body = b"500 Internal Server Error\n"
+                conn.send_response(sid, 500, [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ])
+                conn.send_data(sid, body, end_stream=True)
+                self.response_done = True
+            else:
+                conn.reset_stream(sid, H3_INTERNAL_ERROR)
+        except StreamClosed:
+            pass
+        self.server.kick()

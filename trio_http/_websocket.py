@@ -1,0 +1,526 @@
+"""WebSocket sessions: the ASGI ``websocket`` protocol over an HTTP/1.1 upgrade (RFC 6455) or an
+extended CONNECT stream (HTTP/2, RFC 8441; HTTP/3, RFC 9220 reuses :func:`serve_websocket_stream`).
+
+Each session runs the app in the calling task, beside two tasks of its own nursery:
+
+* the reader: transport -> frame layer -> bounded inbox (``websocket_max_queue`` messages).
+  When the inbox is full the reader stops reading, so the peer meets TCP or HTTP/2
+  flow control. It answers PINGs and CLOSEs itself.
+* the keepalive: PINGs every ``websocket_ping_interval`` seconds (1011 when no PONG comes within
+  ``websocket_ping_timeout``), and the 1001 CLOSE of a graceful shutdown.
+
+Bytes leave through one FIFO lock: whoever changed the frame layer (the app's ``send()``, the
+reader, the keepalive) drains everything it holds, in order, so a CLOSE for a protocol error
+follows whatever the app had already sent. The reader leaves small control replies to a flush
+already in progress rather than waiting behind it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._asgi import error_logger, log_app_exception
+from ._errors import ClientDisconnected
+from ._sansio._events import Request
+from ._sansio._scope import ConnectionInfo, build_scope
+from ._sansio._websocket import (
+    BUSY,
+    CloseReceived,
+    ConnectionLost,
+    ConnectOpening,
+    H1Opening,
+    HandshakeRejected,
+    PongReceived,
+    ProtocolFailure,
+    WebSocketClosed,
+    WebSocketProtocol,
+    check_close_code,
+    rejection_bytes,
+)
+from ._sansio._websocket import Message as WSMessage
+from ._types import Headers, Message
+from ._ws_transports import (
+    H1Accept,
+    HTTPStream,
+    Opening,
+    SocketTransport,
+    StreamAccept,
+    StreamTransport,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from ._context import ServerContext
+
+__all__ = ["H1WebSocket", "WebSocketSession", "serve_websocket_stream"]
+
+#: Seconds to wait for the peer's CLOSE once ours is sent, before dropping the connection.
+CLOSE_TIMEOUT = 5.0
+#: Bytes of control replies (PONG, CLOSE) the reader leaves to a flush already in progress.
+READER_FLUSH_LIMIT = 65536
+
+_HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)
+
+
+def _headers(raw: Any) -> Headers:
+    return [(bytes(n).lower(), bytes(v)) for n, v in raw or ()]
+
+
+def websocket_scope(
+    request: Request, info: ConnectionInfo, subprotocols: list[str]
+) -> dict[str, Any]:
+    """The ASGI ``websocket`` scope, with the ``websocket.http.response`` extension."""
+    scope = build_scope(request, info, websocket=True)
+    scope["subprotocols"] = subprotocols
+    scope["extensions"] = {**scope["extensions"], "websocket.http.response": {}}
+    return scope
+
+
+# --- the inbox ---------------------------------------------------------------------------
+class _Inbox:
+    """Messages from the reader to the app: at most ``limit`` of them (unit: messages)."""
+
+    __slots__ = ("_closed", "_items", "_limit", "_readable", "_writable")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Message] = deque()
+        self._limit = limit
+        self._closed = False
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Message) -> bool:
+        """Queue ``item`` unless full; False when full. Dropped once closed."""
+        if self._closed:
+            return True
+        if len(self._items) >= self._limit:
+            return False
+        self._items.append(item)
+        self._readable.set()
+        return True
+
+    async def put(self, item: Message) -> None:
+        while len(self._items) >= self._limit and not self._closed:
+            self._writable = trio.Event()
+            await self._writable.wait()
+        if not self._closed:
+            self._items.append(item)
+            self._readable.set()
+
+    async def get(self) -> Message | None:
+        """The next message; ``None`` once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._readable = trio.Event()
+            await self._readable.wait()
+        item = self._items.popleft()
+        self._writable.set()
+        return item
+
+    def close(self) -> None:
+        """No more messages: queued ones are still delivered, then ``None``."""
+        self._closed = True
+        self._readable.set()
+        self._writable.set()
+
+
+# --- the session -------------------------------------------------------------------------
+class WebSocketSession:
+    """One WebSocket, from ``websocket.connect`` to the end of the closing handshake."""
+
+    def __init__(
+        self, ctx: ServerContext, scope: dict[str, Any], opening: Opening, transport: Transport
+    ) -> None:
+        self.ctx = ctx
+        self.scope = scope
+        self.opening = opening
+        self.transport = transport
+        self.proto: WebSocketProtocol | None = None
+        self._state = _HANDSHAKE
+        self._connect_sent = False
+        self._inbox = _Inbox(ctx.config.websocket_max_queue)
+        self._lock = trio.StrictFIFOLock()
+        self._opened = trio.Event()
+        self._reader_done = trio.Event()
+        self._shutdown = False
+        self._shutdown_event = trio.Event()
+        self._pong: trio.Event | None = None
+        self._ping_payload = b""
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._drop = False  # the peer is unresponsive: do not wait for its CLOSE
+
+    def statistics(self) -> dict[str, int]:
+        """Messages waiting for the app (and the limit), bytes waiting for the transport."""
+        return {
+            "queued_messages": len(self._inbox),
+            "max_queued_messages": self.ctx.config.websocket_max_queue,
+            "pending_output_bytes": self.proto.pending_output if self.proto else 0,
+        }
+
+    def begin_shutdown(self) -> None:
+        """Graceful shutdown: close with 1001 (going away) once open."""
+        self._shutdown = True
+        self._shutdown_event.set()
+        if self._pong is not None:
+            self._pong.set()
+
+    async def run(self) -> None:
+        """Run the app and the session's tasks; returns once the WebSocket is over."""
+        counters = self.ctx.counters
+        counters.websockets_total += 1
+        counters.websockets_open += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._keepalive)
+                try:
+                    linger = await self._run_app()
+                finally:
+                    nursery.cancel_scope.cancel()
+            await self.transport.finish(linger=linger)
+        finally:
+            counters.websockets_open -= 1
+
+    async def _run_app(self) -> bool:
+        """Run the app, then end what it left open. Returns True when the transport should
+        linger (the closing handshake did not complete)."""
+        ctx = self.ctx
+        error = False
+        try:
+            await ctx.app(self.scope, self.receive, self.send)
+        except Exception as exc:
+            error = True
+            ctx.counters.app_errors += 1
+            if not (isinstance(exc, ClientDisconnected) and self.transport.broken):
+                log_app_exception(self.scope, exc)
+        if self._state == _HANDSHAKE:
+            await self._deny(500 if error else 403)
+            return False
+        if self._state == _RESPONDING:
+            if not error:
+                error_logger.error(
+                    "ASGI app returned without completing its websocket.http.response"
+                )
+            self.opening.abort()
+            self._state = _DONE
+            return False
+        if self._state != _OPEN:
+            return False
+        assert self.proto is not None
+        try:
+            await self._close_local(1011 if error else 1000, "")
+            if not self._drop and not self._reader_done.is_set():
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await self._reader_done.wait()
+            await self._flush()
+        except ClientDisconnected:
+            return False
+        proto = self.proto
+        return not self._drop and (proto.failed or not proto.finished)
+
+    async def _deny(self, status: int) -> None:
+        self._state = _DONE
+        self._close(1006, "")
+        try:
+            await self.opening.respond(status, [(b"content-length", b"0")])
+            await self.opening.respond_body(b"", more=False)
+        except ClientDisconnected:
+            pass
+
+    # --- ASGI receive/send --------------------------------------------------------------
+    async def receive(self) -> Message:
+        """``websocket.connect``, then ``websocket.receive`` messages (``text`` or ``bytes``),
+        then ``websocket.disconnect`` with ``code`` and ``reason``."""
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        item = await self._inbox.get()
+        if item is None:
+            return {
+                "type": "websocket.disconnect",
+                "code": self._close_code or 1006,
+                "reason": self._close_reason,
+            }
+        return item
+
+    async def send(self, message: Message) -> None:
+        """Raises :class:`ClientDisconnected` for ``websocket.send`` once the WebSocket is
+        closing or closed; :class:`RuntimeError`, :class:`TypeError` or :class:`ValueError` for
+        a message that is invalid or out of order."""
+        t = message["type"]
+        if t == "websocket.send":
+            proto = self.proto
+            if proto is None or self._state != _OPEN:
+                if self._state == _DONE:
+                    raise ClientDisconnected("the WebSocket is closed")
+                raise RuntimeError("ASGI: websocket.send before websocket.accept")
+            if self._close_code is not None or self.transport.broken:
+                raise ClientDisconnected("the WebSocket is closed")
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+                if type(data) is not str:
+                    raise TypeError("websocket.send needs 'bytes' or 'text'")
+            elif type(data) is not bytes:
+                data = bytes(data)
+            try:
+                proto.send_message(data)
+            except WebSocketClosed:
+                raise ClientDisconnected("the WebSocket is closed") from None
+            await self._flush()
+        elif t == "websocket.accept":
+            await self._accept(message)
+        elif t == "websocket.close":
+            if self._state == _HANDSHAKE:
+                await self._deny(403)
+            elif self._state == _OPEN:
+                code = message.get("code")
+                code = 1000 if code is None else code
+                check_close_code(code)
+                try:
+                    await self._close_local(code, message.get("reason") or "")
+                except ClientDisconnected:
+                    pass  # closing what is already gone is not an error
+            elif self._state == _RESPONDING:
+                raise RuntimeError("ASGI: websocket.close during websocket.http.response")
+        elif t == "websocket.http.response.start":
+            if self._state != _HANDSHAKE:
+                raise RuntimeError("ASGI: websocket.http.response.start after the handshake")
+            status = message.get("status")
+            if type(status) is not int or not 100 <= status <= 599 or status == 101:
+                raise ValueError(f"websocket.http.response.start: invalid status {status!r}")
+            await self.opening.respond(status, _headers(message.get("headers")))
+            self._state = _RESPONDING
+            self._close(1006, "")
+        elif t == "websocket.http.response.body":
+            if self._state != _RESPONDING:
+                raise RuntimeError("ASGI: websocket.http.response.body without a response start")
+            more = bool(message.get("more_body", False))
+            await self.opening.respond_body(bytes(message.get("body", b"")), more=more)
+            if not more:
+                self._state = _DONE
+        else:
+            raise RuntimeError(f"ASGI: unexpected message type {t!r} for a websocket scope")
+
+    async def _accept(self, message: Message) -> None:
+        if self._state != _HANDSHAKE:
+            raise RuntimeError("ASGI: websocket.accept after the handshake")
+        cfg = self.ctx.config
+        subprotocol = message.get("subprotocol")
+        try:
+            proto = await self.opening.accept(
+                subprotocol,
+                _headers(message.get("headers")),
+                deflate=cfg.websocket_per_message_deflate,
+                max_message_size=cfg.websocket_max_message_size,
+            )
+        except ClientDisconnected:
+            self._state = _DONE
+            self._close(1006, "")
+            raise
+        self.proto = proto
+        self._state = _OPEN
+        self._opened.set()
+
+    # --- closing and writing ------------------------------------------------------------
+    def _close(self, code: int, reason: str) -> None:
+        """Record who closed first (the code the app will see) and end the inbox."""
+        if self._close_code is None:
+            self._close_code = code
+            self._close_reason = reason
+        self._inbox.close()
+
+    async def _close_local(self, code: int, reason: str) -> None:
+        proto = self.proto
+        assert proto is not None
+        if self._close_code is None and proto.open:
+            proto.close(code, reason)
+            self._close(code, reason)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Send everything the frame layer holds. Raises :class:`ClientDisconnected`."""
+        proto = self.proto
+        assert proto is not None
+        lock = self._lock
+        # Uncontended (the usual case), take the lock without a checkpoint: send_all
+        # checkpoints anyway, and each extra one is a trip through the scheduler.
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
+            while True:
+                data = proto.data_to_send()
+                if not data:
+                    return
+                await self.transport.send_all(data)
+        finally:
+            lock.release()
+
+    async def _reader(self) -> None:
+        await self._opened.wait()
+        proto = self.proto
+        assert proto is not None
+        inbox = self._inbox
+        transport = self.transport
+        lock = self._lock
+        try:
+            while True:
+                ev = proto.next_event()
+                if ev is None:
+                    if proto.pending_output and (
+                        not lock.locked() or proto.pending_output > READER_FLUSH_LIMIT
+                        or proto.finished
+                    ):
+                        await self._flush()
+                    if proto.finished:
+                        return
+                    chunk = await transport.receive_some()
+                    if chunk:
+                        proto.receive_data(chunk)
+                    else:
+                        proto.receive_eof()
+                    continue
+                if ev is BUSY:
+                    # A flood of tiny frames: let other connections have a turn.
+                    await trio.lowlevel.checkpoint()
+                    continue
+                t = type(ev)
+                if t is WSMessage:
+                    if self._close_code is not None:
+                        continue  # we are closing: late messages are dropped
+                    data = ev.data  # type: ignore[union-attr]
+                    msg: Message = (
+                        {"type": "websocket.receive", "text": data} if type(data) is str
+                        else {"type": "websocket.receive", "bytes": data}
+                    )
+                    if not inbox.put_nowait(msg):
+                        if proto.pending_output:
+                            await self._flush()  # answer PINGs before we stop reading
+                        await inbox.put(msg)
+                elif t is PongReceived:
+                    if self._pong is not None and ev.payload == self._ping_payload:  # type: ignore[union-attr]
+                        self._pong.set()
+                elif t is CloseReceived:
+                    self._close(ev.code, ev.reason)  # type: ignore[union-attr]
+                elif t is ProtocolFailure:
+                    self.ctx.counters.protocol_errors += 1
+                    self._close(ev.code, ev.reason)  # type: ignore[union-attr]
+                elif t is ConnectionLost:
+                    self._close(1006, "")
+        except ClientDisconnected:
+            self._close(1006, "")
+        finally:
+            self._close(1006, "")
+            self._reader_done.set()
+
+    async def _keepalive(self) -> None:
+        await self._opened.wait()
+        proto = self.proto
+        assert proto is not None
+        cfg = self.ctx.config
+        interval = cfg.websocket_ping_interval
+        count = 0
+        try:
+            while not self._shutdown:
+                with trio.move_on_after(interval if interval is not None else math.inf):
+                    await self._shutdown_event.wait()
+                if self._shutdown or not proto.open:
+                    break
+                count += 1
+                self._ping_payload = b"%d" % count
+                pong = self._pong = trio.Event()
+                proto.send_ping(self._ping_payload)
+                await self._flush()
+                with trio.move_on_after(cfg.websocket_ping_timeout):
+                    await pong.wait()
+                if self._shutdown or not proto.open:
+                    break
+                if not pong.is_set():
+                    self._drop = True
+                    await self._close_local(1011, "keepalive ping timeout")
+                    return
+            if self._shutdown:
+                await self._close_local(1001, "server shutting down")
+        except (ClientDisconnected, WebSocketClosed):
+            pass
+
+
+# --- entry points ------------------------------------------------------------------------
+class H1WebSocket:
+    """A WebSocket on an HTTP/1.1 connection after ``Upgrade: websocket``: ``request`` is the
+    upgrade request, ``data`` the bytes that followed it. :meth:`run` returns when the
+    WebSocket is over; the caller then closes the connection."""
+
+    def __init__(
+        self, stream: trio.abc.Stream, ctx: ServerContext, info: ConnectionInfo,
+        request: Request, data: bytes,
+    ) -> None:
+        self.ctx = ctx
+        self.info = info
+        self.request = request
+        self.data = data
+        cfg = ctx.config
+        self.transport = SocketTransport(stream, cfg.read_size, cfg.write_timeout)
+        self.session: WebSocketSession | None = None
+        self._shutdown = False
+
+    def begin_shutdown(self) -> None:
+        self._shutdown = True
+        if self.session is not None:
+            self.session.begin_shutdown()
+
+    async def run(self) -> None:
+        try:
+            opening = H1Opening(self.request)
+        except HandshakeRejected as exc:
+            self.ctx.counters.protocol_errors += 1
+            try:
+                await self.transport.send_all(rejection_bytes(exc))
+            except ClientDisconnected:
+                pass
+            return
+        scope = websocket_scope(self.request, self.info, opening.subprotocols)
+        session = WebSocketSession(
+            self.ctx, scope, H1Accept(opening, self.transport, self.data), self.transport
+        )
+        self.session = session
+        if self._shutdown:
+            session.begin_shutdown()
+        await session.run()
+
+
+async def serve_websocket_stream(
+    ctx: ServerContext, info: ConnectionInfo, stream: HTTPStream, live: set[WebSocketSession]
+) -> None:
+    """Serve an extended CONNECT stream (``:protocol websocket``) of HTTP/2 or HTTP/3. The
+    session is in ``live`` while it runs, for the connection's graceful shutdown."""
+    try:
+        opening = ConnectOpening(stream.request)
+    except HandshakeRejected as exc:
+        ctx.counters.protocol_errors += 1
+        try:
+            await stream.send({"type": "http.response.start", "status": exc.status_code,
+                               "headers": exc.headers})
+            await stream.send({"type": "http.response.body", "body": b""})
+        except ClientDisconnected:
+            pass
+        return
+    scope = websocket_scope(stream.request, info, opening.subprotocols)
+    transport = StreamTransport(stream)
+    session = WebSocketSession(ctx, scope, StreamAccept(opening, stream), transport)
+    live.add(session)
+    try:
+        await session.run()
+    finally:
+        live.discard(session)

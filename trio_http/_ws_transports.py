@@ -1,0 +1,214 @@
+"""The transports a WebSocket runs over, and the opening handshake on each.
+
+* :class:`SocketTransport`: the byte stream of an HTTP/1.1 connection after ``101 Switching
+  Protocols`` (RFC 6455); :class:`H1Accept` answers the upgrade request.
+* :class:`StreamTransport`: DATA frames of an extended CONNECT stream (RFC 8441 §5 for HTTP/2;
+  RFC 9220 for HTTP/3): bytes in through the stream's ``receive()``, whose flow-control credit
+  returns as the WebSocket reader takes them, bytes out through ``send()``, which waits for
+  the stream's send window. :class:`StreamAccept` answers with ``:status 200``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import trio
+
+from ._errors import ClientDisconnected
+from ._sansio._events import Request
+from ._sansio._websocket import ConnectOpening, H1Opening, WebSocketProtocol
+from ._types import Headers, Message
+
+__all__ = ["H1Accept", "HTTPStream", "Opening", "SocketTransport", "StreamAccept",
+           "StreamTransport", "Transport"]
+
+#: Seconds to keep draining a failed HTTP/1.1 connection after our CLOSE and FIN, so that
+#: unread input does not turn our close into a TCP reset that loses the CLOSE frame.
+LINGER_TIMEOUT = 2.0
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class Transport(Protocol):
+    broken: bool
+
+    async def receive_some(self) -> bytes: ...
+    async def send_all(self, data: bytes) -> None: ...
+    async def finish(self, *, linger: bool) -> None: ...
+
+
+class SocketTransport:
+    """The byte stream of an upgraded HTTP/1.1 connection."""
+
+    __slots__ = ("_read_size", "_timeout", "broken", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, read_size: int, write_timeout: float | None):
+        self.stream = stream
+        self._read_size = read_size
+        self._timeout = write_timeout
+        self.broken = False
+
+    async def receive_some(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(self._read_size))
+        except _STREAM_ERRORS:
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        if self.broken:
+            raise ClientDisconnected("the WebSocket peer has disconnected")
+        try:
+            if self._timeout is None:
+                await self.stream.send_all(data)
+            else:
+                # A bare CancelScope: trio.fail_after's context-manager wrapper costs more
+                # than a small write.
+                with trio.CancelScope(deadline=trio.current_time() + self._timeout) as scope:
+                    await self.stream.send_all(data)
+                if scope.cancelled_caught:
+                    raise trio.TooSlowError
+        except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
+            self.broken = True
+            raise ClientDisconnected("the WebSocket peer has disconnected") from exc
+        except BaseException:
+            self.broken = True  # cancelled mid-write: the framing on the wire is lost
+            raise
+
+    async def finish(self, *, linger: bool) -> None:
+        if not linger or self.broken:
+            return
+        with trio.move_on_after(LINGER_TIMEOUT):
+            try:
+                if isinstance(self.stream, trio.abc.HalfCloseableStream):
+                    await self.stream.send_eof()
+                while await self.stream.receive_some(self._read_size):
+                    pass
+            except (*_STREAM_ERRORS, trio.BusyResourceError):
+                pass
+
+
+class HTTPStream(Protocol):
+    """An HTTP/2 or HTTP/3 request stream as the HTTP layer serves it: ASGI-shaped
+    ``receive()`` (``http.request`` / ``http.disconnect``) and ``send()``
+    (``http.response.start`` / ``http.response.body``, raising :class:`ClientDisconnected`),
+    ``fail()`` (500 or reset), and the :class:`Request` it carries."""
+
+    request: Request
+    response_done: bool
+
+    async def receive(self) -> Message: ...
+    async def send(self, message: Message) -> None: ...
+    def fail(self) -> None: ...
+
+
+class StreamTransport:
+    """WebSocket bytes in DATA frames (RFC 8441 §5): credit returns as the reader takes them;
+    sends wait for the stream's send window."""
+
+    __slots__ = ("_ended", "broken", "stream")
+
+    def __init__(self, stream: HTTPStream) -> None:
+        self.stream = stream
+        self._ended = False
+        self.broken = False
+
+    async def receive_some(self) -> bytes:
+        while not self._ended:
+            msg = await self.stream.receive()
+            if msg["type"] != "http.request":
+                self._ended = True
+                self.broken = True
+                return b""
+            if not msg.get("more_body", False):
+                self._ended = True
+            body: bytes = msg.get("body", b"")
+            if body or self._ended:
+                return body
+        return b""
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self.stream.send({"type": "http.response.body", "body": data, "more_body": True})
+        except ClientDisconnected:
+            self.broken = True
+            raise
+
+    async def finish(self, *, linger: bool) -> None:
+        if self.broken or self.stream.response_done:
+            return
+        try:
+            await self.stream.send({"type": "http.response.body", "body": b""})  # END_STREAM
+        except ClientDisconnected:
+            pass
+
+
+# --- openings: accept or refuse over each transport ---------------------------------------
+class Opening(Protocol):
+    async def accept(
+        self, subprotocol: str | None, headers: Headers, *, deflate: bool, max_message_size: int
+    ) -> WebSocketProtocol: ...
+    async def respond(self, status: int, headers: Headers) -> None: ...
+    async def respond_body(self, body: bytes, *, more: bool) -> None: ...
+    def abort(self) -> None: ...
+
+
+class H1Accept:
+    __slots__ = ("opening", "trailing", "transport")
+
+    def __init__(self, opening: H1Opening, transport: SocketTransport, trailing: bytes):
+        self.opening = opening
+        self.transport = transport
+        self.trailing = trailing
+
+    async def accept(
+        self, subprotocol: str | None, headers: Headers, *, deflate: bool, max_message_size: int
+    ) -> WebSocketProtocol:
+        data, proto = self.opening.accept(
+            subprotocol, headers, deflate=deflate, max_message_size=max_message_size
+        )
+        # Frames the client sent right behind its request.
+        proto.receive_data(self.trailing)
+        self.trailing = b""
+        await self.transport.send_all(data)
+        return proto
+
+    async def respond(self, status: int, headers: Headers) -> None:
+        await self.transport.send_all(self.opening.reject(status, headers))
+
+    async def respond_body(self, body: bytes, *, more: bool) -> None:
+        await self.transport.send_all(self.opening.reject_data(body, finished=not more))
+
+    def abort(self) -> None:
+        pass  # the connection closes when the session ends: the response is cut short
+
+
+class StreamAccept:
+    __slots__ = ("opening", "stream")
+
+    def __init__(self, opening: ConnectOpening, stream: HTTPStream) -> None:
+        self.opening = opening
+        self.stream = stream
+
+    async def accept(
+        self, subprotocol: str | None, headers: Headers, *, deflate: bool, max_message_size: int
+    ) -> WebSocketProtocol:
+        fields, proto = self.opening.accept(
+            subprotocol, deflate=deflate, max_message_size=max_message_size
+        )
+        await self.stream.send(
+            {"type": "http.response.start", "status": 200, "headers": fields + headers}
+        )
+        # An empty non-final body sends the HEADERS frame now, without END_STREAM.
+        await self.stream.send({"type": "http.response.body", "body": b"", "more_body": True})
+        return proto
+
+    async def respond(self, status: int, headers: Headers) -> None:
+        await self.stream.send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
+
+    async def respond_body(self, body: bytes, *, more: bool) -> None:
+        await self.stream.send({"type": "http.response.body", "body": body, "more_body": more})
+
+    def abort(self) -> None:
+        self.stream.fail()
