@@ -149,7 +149,7 @@ def running_server(name: str, log_dir: Path) -> Iterator[tuple[int, int]]:
     cmd = server_command(name, port)
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
-    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115
+    log = open(log_dir / f"{name}.log", "ab")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 20

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,29 @@ def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict
     cert.private_key_pem.write_to_path(str(keyfile))
     ca.cert_pem.write_to_path(str(cafile))
     return {"certfile": str(certfile), "keyfile": str(keyfile), "cafile": str(cafile)}
+
+
+@pytest.fixture(scope="module", params=["h11", "httptools"])
+def h1_parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests once per HTTP/1.1 parser (``pytestmark =
+    pytest.mark.usefixtures("h1_parser")``): servers configured with ``h1_parser="auto"`` and
+    the module's own ``H1Connection`` name get the parser of the current pass."""
+    from trio_http._sansio import _h1_parser
+
+    if request.param == "httptools" and not _h1_parser.HTTPTOOLS_AVAILABLE:
+        pytest.skip("httptools is not installed")
+    saved_auto = _h1_parser.AUTO_PARSER
+    module = request.module
+    saved_cls = getattr(module, "H1Connection", None)
+    _h1_parser.AUTO_PARSER = request.param
+    if saved_cls is not None and request.param == "httptools":
+        module.H1Connection = _h1_parser.HttptoolsH1Connection
+    try:
+        yield request.param
+    finally:
+        _h1_parser.AUTO_PARSER = saved_auto
+        if saved_cls is not None:
+            module.H1Connection = saved_cls
 
 
 @pytest.fixture

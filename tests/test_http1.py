@@ -16,6 +16,9 @@ from trio_http import Config
 from .apps.peers import H1Client, H2Client, connect, raw_exchange, read_until, read_until_eof
 from .conftest import echo_app
 
+# Every test here runs over h11 and over httptools (conftest.h1_parser).
+pytestmark = pytest.mark.usefixtures("h1_parser")
+
 
 async def path_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with the method and path; ``/stream`` answers in three chunks (no length)."""

@@ -20,6 +20,9 @@ from trio_http._sansio._events import (
 )
 from trio_http._sansio._http1 import H1Connection
 
+# Every test here runs over h11 and over httptools (conftest.h1_parser).
+pytestmark = pytest.mark.usefixtures("h1_parser")
+
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 

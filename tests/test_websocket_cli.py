@@ -106,7 +106,7 @@ async def test_starlette_websocket_over_http1_and_http2() -> None:
                 assert await ws.receive_message() == b"\xff" * 300_000
                 await ws.send(CloseConnection(code=1000))
                 assert (await ws.expect_close(reply=False))[0] == 1000
-            st2, ws2 = await peer.websocket("/bye")
+            _, ws2 = await peer.websocket("/bye")
             assert ws2 is not None
             with trio.fail_after(10):
                 assert await ws2.expect_close() == (4400, "goodbye from starlette")

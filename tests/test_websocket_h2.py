@@ -88,7 +88,7 @@ async def test_tls_alpn_h2_websocket(
     recorder = Recorder()
     server = await start_server(recorder, tls=True)
     async with open_h2_peer(server.port, ssl_context=client_ssl_context) as peer:
-        st, ws = await peer.websocket("/secure")
+        _, ws = await peer.websocket("/secure")
         assert ws is not None
         await ws.send_text("over tls")
         assert await ws.receive_message() == "over tls"

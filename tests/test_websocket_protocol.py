@@ -298,7 +298,9 @@ async def test_graceful_shutdown_closes_with_1001(
     assert recorder.disconnect is not None and recorder.disconnect["code"] == 1001
 
 
-async def test_upgrade_during_shutdown_is_refused(autojump_clock: Any, nursery: trio.Nursery) -> None:
+async def test_upgrade_during_shutdown_is_refused(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
     scope = trio.CancelScope()
     gate = trio.Event()
 

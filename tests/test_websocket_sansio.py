@@ -63,8 +63,13 @@ def test_any_input_gives_events_never_exceptions(
     for i, e in enumerate(events):
         if isinstance(e, (CloseReceived, ProtocolFailure, ConnectionLost)):
             assert i == len(events) - 1
-    # The split does not matter.
-    assert events == run([raw], deflate=deflate)
+    # The split does not matter (but for the wording of a failure's reason, which may say at
+    # which offset of the chunk a decoder failed).
+    assert _codes(events) == _codes(run([raw], deflate=deflate))
+
+
+def _codes(events: list[Any]) -> list[Any]:
+    return [ProtocolFailure(e.code, "") if isinstance(e, ProtocolFailure) else e for e in events]
 
 
 def test_ping_is_answered_and_close_echoed() -> None:

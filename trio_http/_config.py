@@ -7,6 +7,7 @@ in bytes. ``None`` for a timeout means "no timeout"; for a size limit, "no limit
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -122,8 +123,9 @@ class Config:
     root_path: str = ""
     #: Lifespan protocol: ``"auto"`` (used if the app supports it), ``"on"`` (required), ``"off"``.
     lifespan: Literal["auto", "on", "off"] = "auto"
-    #: Seconds the app may take to answer ``lifespan.startup`` / ``lifespan.shutdown``.
+    #: Seconds the app may take to answer ``lifespan.startup``.
     startup_timeout: float = 60.0
+    #: Seconds the app may take to answer ``lifespan.shutdown``.
     shutdown_timeout: float = 60.0
 
     # --- connections -------------------------------------------------------------------
@@ -135,27 +137,60 @@ class Config:
     write_timeout: float | None = 60.0
     #: Most connections served at once; ``None`` for no limit. Past it, accept() waits.
     max_connections: int | None = None
+    #: Requests (HTTP/1.1) or streams (HTTP/2) served per connection before it closes
+    #: (``Connection: close``; GOAWAY); ``None`` for no limit.
+    max_requests_per_connection: int | None = None
+    #: Seconds from the first byte of a request head (HTTP/1.1) or header block (HTTP/2) to
+    #: its end; past it: 408 and close (HTTP/1.1), GOAWAY (HTTP/2). ``None``: no limit.
+    request_head_timeout: float | None = 10.0
+    #: Seconds the server waits for more request body while the app waits for it; past it:
+    #: 408 (or a reset stream, or a closed connection once the response has started).
+    body_read_timeout: float | None = 60.0
     #: Bytes asked of the socket per read.
     read_size: int = 65536
     #: Listen backlog (connections), as for ``listen(2)``.
     backlog: int = 2048
-    #: Add ``server: trio_http`` and ``date`` headers to responses when the app set none.
+    #: Add a ``server: trio_http`` header to responses when the app set none.
     server_header: bool = True
+    #: Add a ``date`` header (RFC 9110 §6.6.1) to responses when the app set none.
     date_header: bool = True
 
     # --- HTTP/1.1 (RFC 9112) -------------------------------------------------------------
     #: Bytes a request head (request line and header fields) may take before 431.
     max_request_header_size: int = 16384
+    #: Bytes of request line (method, target and version; HTTP/2: method and ``:path``)
+    #: before 414.
+    max_request_line_size: int = 8192
+    #: Header fields a request may carry before 431 (HTTP/1.1 and HTTP/2).
+    max_request_header_count: int = 100
+    #: Bytes of request body before 413 (a declared Content-Length) or, once streaming, 413 /
+    #: a reset stream / a closed connection. ``None`` (the default): no limit, as in Hypercorn
+    #: and Uvicorn; the server itself buffers at most a window per stream (see docs/security.md).
+    max_request_body_size: int | None = None
+    #: HTTP/1.1 parser: ``"h11"`` (pure Python), ``"httptools"`` (llhttp, the ``fast`` extra) or
+    #: ``"auto"`` (httptools when installed). Both apply the same request checks.
+    h1_parser: Literal["auto", "h11", "httptools"] = "auto"
 
     # --- HTTP/2 (RFC 9113 §6.5.2) --------------------------------------------------------
+    #: Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); past it,
+    #: new streams are refused with REFUSED_STREAM, the connection lives on.
     h2_max_concurrent_streams: int = 100
     #: Bytes of request body a stream may have buffered before the app reads it.
     h2_initial_window_size: int = 65535
+    #: Bytes of the largest frame payload the server accepts (SETTINGS_MAX_FRAME_SIZE).
     h2_max_frame_size: int = 16384
     #: Bytes of decompressed header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE).
     h2_max_header_list_size: int = 65536
     #: Bytes of response data queued per connection before an app's ``send()`` waits.
     h2_write_buffer_size: int = 65536
+    #: Stream resets (by the peer, or by us because of the peer: CVE-2023-44487,
+    #: CVE-2025-8671) tolerated beyond the number of completed streams, then
+    #: GOAWAY(ENHANCE_YOUR_CALM).
+    h2_reset_budget: int = 200
+    #: Frames that carry no request work (PING, SETTINGS, PRIORITY, RST_STREAM, GOAWAY, empty
+    #: DATA, HEADERS or CONTINUATION, unknown types) a connection may send per 10 seconds, then
+    #: GOAWAY(ENHANCE_YOUR_CALM) (CVE-2019-9512, -9515, -9518).
+    h2_control_frame_budget: int = 1000
 
     # --- WebSockets (RFC 6455, RFC 7692) --------------------------------------------------
     #: Largest incoming message in bytes; a larger one closes with 1009.
@@ -206,6 +241,8 @@ class Config:
     # --- logging ---------------------------------------------------------------------------
     #: Where access log lines go: a path, ``"-"`` for stdout, or ``None`` for nowhere.
     access_logfile: str | None = None
+    #: Access log line format, with Gunicorn-style atoms (``%(h)s`` client, ``%(r)s`` request
+    #: line, ``%(s)s`` status, ``%(b)s`` body bytes, ``%(D)s`` microseconds...).
     access_log_format: str = '%(h)s "%(r)s" %(s)s %(b)s %(D)s'
 
     def __post_init__(self) -> None:
@@ -214,8 +251,18 @@ class Config:
             _positive(name, getattr(self, name), allow_none=False)
         _positive("graceful_timeout", self.graceful_timeout, allow_none=False)
         _positive("write_timeout", self.write_timeout)
+        _positive("request_head_timeout", self.request_head_timeout)
+        _positive("body_read_timeout", self.body_read_timeout)
+        for name in ("max_requests_per_connection", "max_request_body_size"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(f"{name} must be a positive integer or None, not {value!r}")
         _positive("websocket_ping_interval", self.websocket_ping_interval)
         for name in ("read_size", "backlog", "max_request_header_size",
+                     "max_request_line_size", "max_request_header_count", "h2_reset_budget",
+                     "h2_control_frame_budget",
                      "h2_max_concurrent_streams", "h2_max_header_list_size",
                      "h2_write_buffer_size", "websocket_max_message_size",
                      "websocket_max_queue"):
@@ -228,6 +275,14 @@ class Config:
             raise ConfigError(f"h2_initial_window_size must lie in 1..{_MAX_WINDOW}")
         if not _MIN_FRAME <= self.h2_max_frame_size <= _MAX_FRAME:
             raise ConfigError(f"h2_max_frame_size must lie in {_MIN_FRAME}..{_MAX_FRAME}")
+        if self.h1_parser not in ("auto", "h11", "httptools"):
+            raise ConfigError(f"h1_parser must be 'auto', 'h11' or 'httptools', "
+                              f"not {self.h1_parser!r}")
+        if self.h1_parser == "httptools":
+            from ._sansio._h1_parser import HTTPTOOLS_AVAILABLE
+            if not HTTPTOOLS_AVAILABLE:
+                raise ConfigError("h1_parser 'httptools' needs httptools "
+                                  "(pip install trio_http[fast])")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
         if self.root_path.endswith("/"):
@@ -252,6 +307,13 @@ class Config:
             object.__setattr__(self, "forwarded_allow_ips", tuple(
                 p.strip() for p in (ips.split(",") if isinstance(ips, str) else ips) if p.strip()
             ))
+        for entry in self.forwarded_allow_ips:
+            try:
+                if entry != "*":
+                    ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"forwarded_allow_ips: {entry!r} is not an IP, a CIDR "
+                                  f"or '*'") from None
         if self.verify_mode not in ("none", "optional", "required"):
             raise ConfigError(f"verify_mode must be none, optional or required, "
                               f"not {self.verify_mode!r}")

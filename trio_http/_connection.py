@@ -26,6 +26,11 @@ from ._websocket import H1WebSocket
 __all__ = ["handle_asgi_stream", "serve_connection"]
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+#: Seconds a connection that has not yet sent its first request still gets once graceful
+#: shutdown begins (one accepted an instant before: rolling restarts refuse nothing).
+FIRST_REQUEST_GRACE = 1.0
+#: Exceptions that must leave a connection task: cancellation and interpreter exits.
+_FATAL = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[Any, Any]:
@@ -59,7 +64,8 @@ class _Connection:
         if self.handler is not None:
             self.handler.begin_shutdown()
         elif self.idle_scope is not None:
-            self.idle_scope.cancel()
+            self.idle_scope.deadline = min(self.idle_scope.deadline,
+                                           trio.current_time() + FIRST_REQUEST_GRACE)
 
 
 async def serve_connection(
@@ -89,7 +95,7 @@ async def serve_connection(
             stream, client, server, early = accepted
         if ssl_context is not None:
             stream = trio.SSLStream(stream, ssl_context, server_side=True)
-        extensions: dict[str, Any] = {}
+        extensions: dict[str, Any] = dict(ctx.extensions)
         if isinstance(stream, trio.SSLStream):
             try:
                 alpn = await tls_handshake(stream, config.tls_handshake_timeout) or "http/1.1"
@@ -103,10 +109,16 @@ async def serve_connection(
         )
         data = early
         proto = select_protocol(alpn, data) if alpn or data else None
+        # One deadline for the first bytes, however they trickle in.
+        first_bytes_deadline = trio.current_time() + config.keep_alive_timeout
         while proto is None:
             if conn.shutdown:
-                return
-            with trio.move_on_after(config.keep_alive_timeout) as conn.idle_scope:
+                # Accepted just before shutdown began: its first request is most likely on
+                # its way, and a client cannot safely retry a request it has sent.
+                first_bytes_deadline = min(first_bytes_deadline,
+                                           trio.current_time() + FIRST_REQUEST_GRACE)
+            chunk = b""
+            with trio.CancelScope(deadline=first_bytes_deadline) as conn.idle_scope:
                 try:
                     chunk = await stream.receive_some(config.read_size)
                 except _STREAM_ERRORS:
@@ -141,8 +153,24 @@ async def serve_connection(
             if conn.shutdown:
                 h2_server.begin_shutdown()
             await h2_server.run(takeover.data, upgrade=(takeover.request, settings, takeover.body))
-    except Exception:
-        error_logger.exception("Internal error on the connection from %s", client)
+    except BaseException as exc:
+        # A bug in our code or a BaseException from the app, possibly grouped by the HTTP/2
+        # nursery (with the Cancelled of its siblings): log it with the peer's address and
+        # end this connection only. Cancellation and interpreter exits go on up.
+        bugs: BaseException | None
+        if isinstance(exc, BaseExceptionGroup):
+            fatal, bugs = exc.split(_FATAL)
+        elif isinstance(exc, _FATAL):
+            raise
+        else:
+            fatal, bugs = None, exc
+        if bugs is not None:
+            ctx.counters.internal_errors += 1
+            error_logger.error(
+                "Internal error on the connection from %s", client, exc_info=bugs
+            )
+        if fatal is not None:
+            raise fatal from None
     finally:
         ctx.counters.connections_open -= 1
         ctx.unregister(conn)

@@ -32,6 +32,8 @@ class Counters:
     app_errors: int = 0
     protocol_errors: int = 0
     tls_handshake_failures: int = 0
+    #: Connections ended by an internal error (logged with the peer's address).
+    internal_errors: int = 0
     websockets_open: int = 0
     websockets_total: int = 0
 
@@ -54,6 +56,8 @@ class ServerContext:
         self.access_log = config.access_logfile is not None
         #: ``alt-svc`` value added to TCP responses (set when HTTP/3 is served, RFC 7838).
         self.alt_svc: bytes | None = None
+        #: Scope extensions of every connection of this server (each adds its own, ``tls``...).
+        self.extensions: dict[str, dict[str, Any]] = {}
 
     def register(self, conn: Shutdownable, scope: trio.CancelScope) -> None:
         """Track a connection; if shutdown has begun, tell it at once."""

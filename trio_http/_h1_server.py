@@ -9,6 +9,7 @@ Bytes of a pipelined next request that arrive meanwhile stay buffered in h11 (at
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -17,7 +18,8 @@ import trio
 from ._asgi import error_logger, log_access, log_app_exception, response_head
 from ._errors import ClientDisconnected, ProtocolError
 from ._sansio._events import NEED_DATA, ConnectionTerminated, Data, EndOfMessage, Request
-from ._sansio._http1 import H1Connection
+from ._sansio._h1_parser import make_h1_connection
+from ._sansio._http1 import RequestLimits
 from ._sansio._scope import ConnectionInfo, build_scope
 from ._types import Message
 
@@ -50,13 +52,24 @@ class H1Server:
         self.stream = stream
         self.ctx = ctx
         self.info = info
-        self.conn = H1Connection(max_request_header_size=ctx.config.max_request_header_size)
+        cfg = ctx.config
+        self.conn = make_h1_connection(
+            cfg.h1_parser, max_request_header_size=cfg.max_request_header_size,
+            limits=RequestLimits(
+                max_request_line_size=cfg.max_request_line_size,
+                max_request_header_size=cfg.max_request_header_size,
+                max_request_header_count=cfg.max_request_header_count,
+                max_request_body_size=cfg.max_request_body_size,
+            ),
+        )
         if data:
             self.conn.receive_data(data)
         self._idle_scope: trio.CancelScope | None = None
         self._shutdown = False
         self._read_size = ctx.config.read_size
         self._write_lock = trio.StrictFIFOLock()
+        self._requests = 0  # requests begun on this connection
+        self.max_body = cfg.max_request_body_size
         self.broken = False  # the socket failed or the peer closed
 
     def begin_shutdown(self) -> None:
@@ -107,24 +120,52 @@ class H1Server:
         if data:
             await self._write(data)
 
+    async def _read_body(self) -> bytes | None:
+        """Read more of a request body; ``None`` when none came for ``body_read_timeout``
+        seconds (a slow or stalled sender)."""
+        timeout = self.ctx.config.body_read_timeout
+        if timeout is None:
+            return await self._read()
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            return await self._read()
+        assert scope.cancelled_caught
+        return None
+
     # --- the connection loop ----------------------------------------------------------
     async def run(self) -> Takeover | None:
         """Serve requests until the connection must close. Returns a :class:`Takeover` when the
         peer asked to upgrade to a protocol served elsewhere (h2c, websocket)."""
         conn = self.conn
-        keep_alive = self.ctx.config.keep_alive_timeout
+        cfg = self.ctx.config
+        keep_alive = cfg.keep_alive_timeout
+        head_timeout = cfg.request_head_timeout
+        max_requests = cfg.max_requests_per_connection
         counters = self.ctx.counters
         try:
             while True:
                 event = conn.next_event()
+                # Once part of a head is here, the rest must follow within head_timeout of
+                # that, however it trickles in (slowloris); before, keep_alive applies.
+                head_deadline = None
                 while event is NEED_DATA:
                     if self._shutdown and conn.buffered == 0:
                         return None
-                    with trio.CancelScope(deadline=trio.current_time() + keep_alive) as scope:
+                    now = trio.current_time()
+                    if conn.buffered == 0:
+                        deadline = now + keep_alive
+                    else:
+                        if head_deadline is None:
+                            head_deadline = (
+                                now + head_timeout if head_timeout is not None else math.inf
+                            )
+                        deadline = head_deadline
+                    with trio.CancelScope(deadline=deadline) as scope:
                         self._idle_scope = scope
                         data = await self._read()
                     self._idle_scope = None
                     if scope.cancelled_caught:
+                        if head_deadline is not None and not self._shutdown:
+                            raise ProtocolError("request head timeout", status_code=408)
                         return None
                     if data:
                         conn.receive_data(data)
@@ -134,6 +175,9 @@ class H1Server:
                 if type(event) is not Request:
                     return None  # ConnectionTerminated (EOF) or a stray event
                 counters.requests_total += 1
+                self._requests += 1
+                if max_requests is not None and self._requests >= max_requests:
+                    conn.close_after_response()
                 if event.upgrade is not None:
                     takeover = await self._maybe_upgrade(event)
                     if takeover is not None:
@@ -179,7 +223,9 @@ class H1Server:
             elif type(event) is EndOfMessage:
                 break
             elif event is NEED_DATA:
-                data = await self._read()
+                data = await self._read_body()
+                if data is None:
+                    raise ProtocolError("request body timeout", status_code=408)
                 if not data:
                     return None
                 self.conn.receive_data(data)
@@ -200,7 +246,9 @@ class H1Server:
             if type(event) is EndOfMessage:
                 return Takeover(request, self.conn.trailing_data, b"")
             if event is NEED_DATA:
-                data = await self._read()
+                data = await self._read_body()
+                if data is None:
+                    raise ProtocolError("request body timeout", status_code=408)
                 if not data:
                     raise ProtocolError("the peer closed during the WebSocket handshake")
                 self.conn.receive_data(data)
@@ -249,6 +297,7 @@ class _Cycle:
     __slots__ = (
         "body_done",
         "pending",
+        "received",
         "request",
         "response_done",
         "scope",
@@ -266,6 +315,7 @@ class _Cycle:
         self.body_done = False
         self.response_done = False
         self.pending: Any = None
+        self.received = 0  # request body bytes, counted against max_request_body_size
         self.start_message: Message | None = None
         self.status = 0
         self.sent = 0
@@ -286,6 +336,11 @@ class _Cycle:
             t = type(event)
             if t is Data:
                 body = event.data
+                if server.max_body is not None:
+                    self.received += len(body)
+                    if self.received > server.max_body:
+                        self.pending = self._refuse(413, "request body too large")
+                        continue
                 nxt = self._next()
                 if type(nxt) is EndOfMessage:
                     self.body_done = True
@@ -302,7 +357,10 @@ class _Cycle:
                         await server._flush()
                     except ClientDisconnected:
                         return _DISCONNECT
-                data = await server._read()
+                data = await server._read_body()
+                if data is None:
+                    self.pending = self._refuse(408, "request body timeout")
+                    continue
                 if not data:
                     return _DISCONNECT
                 conn.receive_data(data)
@@ -321,9 +379,14 @@ class _Cycle:
             return self.server.conn.next_event()
         except ProtocolError as exc:
             # A broken body (bad chunk framing...): answer 400 if we still can, then close.
-            self.server.ctx.counters.protocol_errors += 1
-            self.server.conn.send_error(exc.status_code, str(exc))
-            return ConnectionTerminated(reason=str(exc))
+            return self._refuse(exc.status_code, str(exc))
+
+    def _refuse(self, status: int, message: str) -> ConnectionTerminated:
+        # The request cannot go on: queue the error response (if none has started), and let
+        # receive() flush it and close.
+        self.server.ctx.counters.protocol_errors += 1
+        self.server.conn.send_error(status, message)
+        return ConnectionTerminated(reason=message)
 
     async def _wait_for_disconnect(self) -> Message:
         server = self.server

@@ -15,6 +15,7 @@ Backpressure, edge by edge:
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,13 @@ from ._sansio._events import (
     StreamReset,
     WindowUpdated,
 )
-from ._sansio._http2 import INTERNAL_ERROR, H2Connection, StreamClosed
+from ._sansio._http2 import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    H2Connection,
+    StreamClosed,
+)
 from ._sansio._scope import ConnectionInfo, build_scope
 from ._types import Message
 from ._websocket import WebSocketSession, serve_websocket_stream
@@ -59,6 +66,11 @@ class H2Server:
             initial_window_size=cfg.h2_initial_window_size,
             max_frame_size=cfg.h2_max_frame_size,
             max_header_list_size=cfg.h2_max_header_list_size,
+            reset_budget=cfg.h2_reset_budget,
+            control_frame_budget=cfg.h2_control_frame_budget,
+            max_request_header_count=cfg.max_request_header_count,
+            max_request_line_size=cfg.max_request_line_size,
+            max_request_body_size=cfg.max_request_body_size,
         )
         self.streams: dict[int, _Stream] = {}
         #: Open WebSocket sessions (RFC 8441 streams), told to close with 1001 on shutdown.
@@ -67,6 +79,14 @@ class H2Server:
         self._drained = trio.Event()
         self._queued = 0  # bytes queued in h2 since the writer last took them
         self._reader_scope: trio.CancelScope | None = None
+        self._read_scope: trio.CancelScope | None = None  # the reader's current receive
+        # Idle (no stream active) since when: the keep-alive deadline runs from here, and
+        # frames that open no stream (PING...) do not push it back.
+        self._idle_since = trio.current_time()
+        self._streams_opened = 0
+        # Bytes of output (control frames and responses) queued for a peer before the reader
+        # stops reading from it: a peer that sends PINGs but reads nothing fills no memory.
+        self._max_output = max(1 << 20, 4 * cfg.h2_write_buffer_size)
         self._closing = False  # no new streams; end once the active ones finish
         self._finished = False  # the reader is done: the writer flushes and returns
         self.broken = False
@@ -79,6 +99,11 @@ class H2Server:
             ws.begin_shutdown()
         self.kick()
         self._maybe_finish()
+
+    def _idle_deadline(self) -> float:
+        if self.conn.active:
+            return math.inf
+        return self._idle_since + self.ctx.config.keep_alive_timeout
 
     def _maybe_finish(self) -> None:
         if self._closing and not self.conn.active and self._reader_scope is not None:
@@ -122,25 +147,42 @@ class H2Server:
         conn = self.conn
         cfg = self.ctx.config
         read_size = cfg.read_size
+        head_timeout = cfg.request_head_timeout
         with trio.CancelScope() as self._reader_scope:
             self._maybe_finish()
             while not conn.terminated:
-                idle = not conn.active
-                with trio.move_on_after(cfg.keep_alive_timeout if idle else float("inf")) as s:
+                deadline = self._idle_deadline()
+                block = conn.header_block_started
+                if block is not None and head_timeout is not None:
+                    deadline = min(deadline, block + head_timeout)
+                with trio.CancelScope(deadline=deadline) as s:
+                    self._read_scope = s
                     try:
                         data = await self.stream.receive_some(read_size)
                     except _STREAM_ERRORS:
                         data = b""
+                self._read_scope = None
                 if s.cancelled_caught:
-                    conn.start_shutdown()  # idle too long: GOAWAY and close
+                    if conn.header_block_started is not None:
+                        # A header block trickling in (slowloris over HTTP/2).
+                        self.ctx.counters.protocol_errors += 1
+                        conn.close(ENHANCE_YOUR_CALM)
+                    else:
+                        conn.start_shutdown()  # idle too long: GOAWAY and close
                     break
-                events = conn.receive_data(bytes(data)) if data else conn.receive_eof()
-                if not data:
+                if data:
+                    events = conn.receive_data(bytes(data), trio.current_time())
+                else:
+                    events = conn.receive_eof()
                     self.broken = True
                 self._handle(events, nursery)
                 self.kick()
                 if self._closing and not conn.active:
                     break
+                while conn.pending_output > self._max_output and not self.broken:
+                    # The peer is not reading what it asks for: stop reading until it does
+                    # (or the write timeout drops it).
+                    await self._drained.wait()
 
     def _handle(self, events: list[Event], nursery: trio.Nursery) -> None:
         streams = self.streams
@@ -192,6 +234,12 @@ class H2Server:
             st.ended = True
         self.ctx.counters.requests_total += 1
         self.ctx.counters.streams_open += 1
+        self._streams_opened += 1
+        limit = self.ctx.config.max_requests_per_connection
+        if limit is not None and self._streams_opened >= limit and not self._closing:
+            # GOAWAY naming this stream as the last: the client opens the next ones elsewhere.
+            self.conn.start_shutdown()
+            self._closing = True
         if request.protocol is not None:
             nursery.start_soon(self._run_websocket, st)
         else:
@@ -237,6 +285,10 @@ class H2Server:
             self.conn.acknowledge_data(st.request.stream_id, flow)
         st.inbox.clear()
         self.conn.stream_done(st.request.stream_id, completed=completed)
+        if not self.conn.active:
+            self._idle_since = trio.current_time()
+            if self._read_scope is not None:
+                self._read_scope.deadline = min(self._read_scope.deadline, self._idle_deadline())
         self.kick()
         self._maybe_finish()
 
@@ -368,7 +420,18 @@ class _Stream:
                 return _DISCONNECT
             # No await between the checks above and this wait, so no wake-up is lost.
             self._readable = trio.Event()
-            await self._readable.wait()
+            timeout = self.server.ctx.config.body_read_timeout
+            if self.ended or timeout is None:
+                await self._readable.wait()
+                continue
+            with trio.move_on_after(timeout) as scope:
+                await self._readable.wait()
+            if scope.cancelled_caught:
+                # No body for body_read_timeout seconds: 408 (or a reset) and disconnect.
+                self.server.ctx.counters.protocol_errors += 1
+                self.server.conn.abort_request(self.request.stream_id, 408)
+                self.server.kick()
+                self.disconnect()
 
     async def send(self, message: Message) -> None:
         t = message["type"]
@@ -402,7 +465,7 @@ class _Stream:
                         break
                     self._writable = trio.Event()
                     if conn.send_window(sid) <= 0:
-                        await self._writable.wait()
+                        await self._wait_for_window()
                 if not more:
                     if not body:
                         # send_data() queued a bare END_STREAM, which queued() did not count.
@@ -418,6 +481,21 @@ class _Stream:
             self.status = message.get("status", 0)
         else:
             raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    async def _wait_for_window(self) -> None:
+        # A peer that never opens its window stalls us as surely as one that stops reading
+        # the socket: the same write_timeout bounds the wait (RFC 9113 §6.9).
+        timeout = self.server.ctx.config.write_timeout
+        if timeout is None:
+            await self._writable.wait()
+            return
+        with trio.move_on_after(timeout) as scope:
+            await self._writable.wait()
+        if scope.cancelled_caught:
+            self.server.conn.reset_stream(self.request.stream_id, CANCEL)
+            self.server.kick()
+            self.disconnect()
+            raise ClientDisconnected("the peer's flow-control window stayed shut")
 
     def _send_head(self, *, end_stream: bool) -> None:
         cfg = self.server.ctx.config

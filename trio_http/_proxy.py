@@ -199,7 +199,8 @@ class ProxyHeadersMiddleware:
             hops = [e.get("for", "unknown") for e in elements]
             if elements:
                 chosen = elements[_client_hop(hops, self.trusted)]
-                client_node, proto, host = chosen.get("for"), chosen.get("proto"), chosen.get("host")
+                client_node = chosen.get("for")
+                proto, host = chosen.get("proto"), chosen.get("host")
         else:
             hops = _csv(headers, b"x-forwarded-for")
             index = _client_hop(hops, self.trusted) if hops else 0

@@ -117,9 +117,7 @@ class QuicEndpoint:
         self.sock = sock
         self.ctx = ctx
         self.configuration = _server_configuration(cfg)
-        # A blocking-free twin of the socket for the direct send path (same file description).
-        self._raw = stdlib_socket.socket(fileno=os.dup(sock.fileno()))
-        self._raw.setblocking(False)
+        self._raw: stdlib_socket.socket | None = None  # see serve()
         self.routes: dict[bytes, H3Server] = {}
         self.connections: set[H3Server] = set()
         self.handshaking = 0
@@ -176,6 +174,10 @@ class QuicEndpoint:
 
     async def serve(self) -> None:
         """Read and route datagrams until shutdown completes (see :meth:`begin_shutdown`)."""
+        # A non-blocking twin of the socket (same open file) for the direct send path: a
+        # plain sendto() that either goes at once or raises BlockingIOError, no checkpoint.
+        self._raw = stdlib_socket.socket(fileno=os.dup(self.sock.fileno()))
+        self._raw.setblocking(False)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
@@ -185,6 +187,7 @@ class QuicEndpoint:
                 await self._outbox.aclose()
         finally:
             self._raw.close()
+            self._raw = None
 
     async def _reader(self, nursery: trio.Nursery) -> None:
         sock = self.sock
@@ -283,7 +286,7 @@ class QuicEndpoint:
         host = self.address
         info = ConnectionInfo(
             client=(addr[0], addr[1]), server=(host[0], host[1]), tls=True,
-            root_path=cfg.root_path, state=self.ctx.state,
+            root_path=cfg.root_path, state=self.ctx.state, extensions=dict(self.ctx.extensions),
         )
         server = H3Server(self, conn, self.ctx, info)
         self.connections.add(server)
@@ -320,6 +323,8 @@ class QuicEndpoint:
     def _send_direct(self, datagrams: Datagrams) -> int:
         """Write datagrams while the socket takes them; return how many went."""
         raw = self._raw
+        if raw is None:
+            return 0
         n = 0
         for data, addr in datagrams:
             try:

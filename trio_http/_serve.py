@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
@@ -26,8 +26,12 @@ from ._context import ServerContext
 from ._lifespan import open_lifespan
 from ._listeners import HTTPListener, open_http_listeners
 from ._proxy import ProxyHeadersMiddleware, trusted_peers
-from ._quic import QuicEndpoint, open_quic_sockets, serve_quic_endpoint
 from ._tls import create_ssl_context
+
+if TYPE_CHECKING:
+    # aioquic (with cryptography) costs ~0.3 s to import: only servers with quic binds pay it,
+    # and so do not test suites that merely load the pytest plugin.
+    from ._quic import QuicEndpoint
 
 __all__ = ["RunningServer", "open_asgi_server", "serve_asgi", "serve_asgi_listeners"]
 
@@ -37,10 +41,18 @@ logger = logging.getLogger("trio_http.error")
 # (trio.serve_listeners treats them the same way).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
+#: The scope extension through which an app reaches :meth:`RunningServer.statistics`:
+#: ``scope["extensions"]["trio_http.statistics"]["statistics"]()``.
+STATISTICS_EXTENSION = "trio_http.statistics"
+
 
 class RunningServer:
     """What :func:`serve_asgi` hands to ``task_status.started()``: the bound listeners with
-    port 0 resolved, and live statistics."""
+    port 0 resolved, and live statistics.
+
+    Apps reach :meth:`statistics` too, through the ``trio_http.statistics`` scope extension:
+    ``scope["extensions"]["trio_http.statistics"]["statistics"]()`` (the demo's ``/api/stats``).
+    """
 
     def __init__(
         self,
@@ -104,6 +116,7 @@ class RunningServer:
             "app_errors": c.app_errors,
             "protocol_errors": c.protocol_errors,
             "tls_handshake_failures": c.tls_handshake_failures,
+            "internal_errors": c.internal_errors,
             "websockets_open": c.websockets_open,
             "websockets_total": c.websockets_total,
             "shutting_down": self._ctx.shutting_down,
@@ -182,7 +195,13 @@ async def serve_asgi_listeners(
     try:
         async with open_lifespan(app, config) as state:
             ctx = ServerContext(app, config, state=state)
-            endpoints = [QuicEndpoint(sock, ctx) for sock in quic_sockets]
+            endpoints: list[QuicEndpoint] = []
+            if quic_sockets:
+                from ._quic import QuicEndpoint, serve_quic_endpoint
+
+                endpoints = [QuicEndpoint(sock, ctx) for sock in quic_sockets]
+            running = RunningServer(listeners, ctx, endpoints)
+            ctx.extensions[STATISTICS_EXTENSION] = {"statistics": running.statistics}
             if endpoints and config.alt_svc:
                 ctx.alt_svc = f'h3=":{endpoints[0].address[1]}"; ma=3600'.encode()
             limiter = (
@@ -197,7 +216,7 @@ async def serve_asgi_listeners(
                             accept.start_soon(
                                 _accept_loop, lst, ctx, handler_nursery or handlers, limiter
                             )
-                        task_status.started(RunningServer(listeners, ctx, endpoints))
+                        task_status.started(running)
                 finally:
                     # Refuse new connections now rather than after the drain: one left in
                     # the backlog would wait out the graceful period and then be reset.
@@ -238,7 +257,11 @@ async def serve_asgi(
         create_ssl_context(config)  # fail early, before binding, on unreadable certificates
     listeners = await open_http_listeners(binds, config=config)
     try:
-        quic_sockets = await open_quic_sockets(config)
+        quic_sockets: list[trio.socket.SocketType] = []
+        if config.quic_binds:
+            from ._quic import open_quic_sockets
+
+            quic_sockets = await open_quic_sockets(config)
     except BaseException:
         for lst in listeners:
             lst.listener.socket.close()

@@ -361,7 +361,8 @@ class H2Peer:
 
     @property
     def enable_connect_protocol(self) -> int:
-        return int(self.conn.remote_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL, 0))
+        code = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+        return int(self.conn.remote_settings.get(code, 0))
 
     async def flush(self) -> None:
         async with self._lock:

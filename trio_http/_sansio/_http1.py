@@ -9,6 +9,8 @@ head, its body and its end can leave in one write.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import h11
@@ -26,9 +28,9 @@ from ._events import (
     Paused,
     Request,
 )
-from ._fields import TOKEN_BYTES, check_field
+from ._fields import TOKEN_BYTES, VALUE_BYTES, check_field
 
-__all__ = ["REASONS", "H1Connection"]
+__all__ = ["DEFAULT_LIMITS", "REASONS", "H1Connection", "RequestLimits"]
 
 #: Reason phrases (RFC 9110 §15) for the status line, as bytes.
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
@@ -65,49 +67,144 @@ def _fields(headers: _H11Headers) -> Headers:
     return [(name, value) for _, name, value in full]
 
 
-def _check_request(event: h11.Request, fields: Headers) -> tuple[bytes | None, bool]:
-    """Reject the request shapes that smuggling relies on (RFC 9112 §6.1, §6.3; RFC 9110 §5.5).
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """The size limits on one HTTP/1.1 request (defaults as in :class:`~trio_http.Config`).
 
-    Returns (upgrade token, expect 100-continue). Raises :class:`ProtocolError`.
+    ``max_request_line_size``: bytes of request line (method, target, version) before 414;
+    ``max_request_header_size``: bytes of request head before 431;
+    ``max_request_header_count``: header fields before 431;
+    ``max_request_body_size``: bytes of declared ``Content-Length`` before 413 (``None``: no
+    limit; a streamed body is counted by the I/O layer).
     """
-    te = cl = host = 0
+
+    max_request_line_size: int = 8192
+    max_request_header_size: int = 16384
+    max_request_header_count: int = 100
+    max_request_body_size: int | None = None
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+#: The end of a request head as h11 finds it (a blank line, CRLF or bare LF).
+_HEAD_END = re.compile(b"\n\r?\n")
+
+#: What a Host value may hold: reg-name, IP literal and port characters (RFC 3986 §3.2.2).
+_HOST_BYTES = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
+)
+#: What a request-target may hold once parsed: visible ASCII (RFC 9112 §3.2).
+_TARGET_BYTES = bytes(range(0x21, 0x7F))
+
+
+def _check_request(
+    method: bytes,
+    target: bytes,
+    http_version: bytes,
+    fields: Headers,
+    limits: RequestLimits = DEFAULT_LIMITS,
+) -> tuple[bytes | None, bool]:
+    """Apply ``limits`` (414, 431, 413) and reject the request shapes that smuggling relies on
+    (RFC 9112 §3, §6.1, §6.3; RFC 9110 §5.5, §7.2), for any parser: ``fields`` are the header
+    fields as parsed (lowercase names, values with surrounding whitespace removed),
+    ``http_version`` ``b"1.1"`` or ``b"1.0"``.
+
+    Returns (upgrade token, expect 100-continue). Raises :class:`ProtocolError` with the
+    status to answer: 400, 405 (CONNECT), 413, 414, 431, 501 (transfer-coding), 505.
+    """
+    if len(method) + len(target) + 10 > limits.max_request_line_size:
+        raise ProtocolError("request line too long", status_code=414)
+    if len(fields) > limits.max_request_header_count:
+        raise ProtocolError("too many request header fields", status_code=431)
+    te = cl = 0
+    host: bytes | None = None
+    hosts = 0
+    length = b""
     upgrade: bytes | None = None
     connection_upgrade = False
     expect = False
+    size = len(method) + len(target) + 12
     for name, value in fields:
+        size += len(name) + len(value) + 4
+        if value.translate(None, VALUE_BYTES):
+            # h11 lets most C0 controls and DEL through; other hops may read them as
+            # separators or whitespace (RFC 9110 §5.5).
+            raise ProtocolError(f"control character in the {name!r} field")
         if name == b"transfer-encoding":
             te += 1
-            if value.strip().lower() != b"chunked":
+            if value.lower() != b"chunked":
                 raise ProtocolError("unsupported transfer-coding", status_code=501)
         elif name == b"content-length":
             cl += 1
+            length = value
         elif name == b"host":
-            host += 1
+            hosts += 1
+            host = value
         elif name == b"upgrade":
             upgrade = value.split(b",")[0].strip().lower()
         elif name == b"connection":
             connection_upgrade = connection_upgrade or b"upgrade" in value.lower()
         elif name == b"expect":
             expect = value.lower() == b"100-continue"
+    if size > limits.max_request_header_size:
+        raise ProtocolError("request header fields too large", status_code=431)
     if te and cl:
         raise ProtocolError("both Transfer-Encoding and Content-Length")
     if te > 1:
         raise ProtocolError("several Transfer-Encoding fields")
+    if te and http_version == b"1.0":
+        # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
     if cl > 1:
         raise ProtocolError("several Content-Length fields")
-    if host != 1 and event.http_version == b"1.1":
-        raise ProtocolError("a request must carry exactly one Host field")
-    if event.method.translate(None, TOKEN_BYTES):
+    if cl and not length.isdigit():
+        # A list ("5, 5"), a sign or spaces: each hop might read it differently.
+        raise ProtocolError("invalid Content-Length")
+    if method.translate(None, TOKEN_BYTES) or not method:
         raise ProtocolError("invalid method token")
-    target = event.target
-    if event.method == b"CONNECT":
+    if http_version != b"1.1" and http_version != b"1.0":
+        raise ProtocolError("HTTP version not supported", status_code=505)
+    if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
+        raise ProtocolError("a request must carry exactly one Host field")
+    if host is not None and host.translate(None, _HOST_BYTES):
+        raise ProtocolError("invalid Host field")
+    if method == b"CONNECT":
         # Tunnelling is not served; RFC 9110 §9.3.6 lets a server refuse it.
         raise ProtocolError("CONNECT is not supported", status_code=405)
-    if not (target.startswith(b"/") or (target == b"*" and event.method == b"OPTIONS")):
-        # absolute-form is allowed by RFC 9112 §3.2.2 (proxies send it).
-        if not (target.startswith(b"http://") or target.startswith(b"https://")):
-            raise ProtocolError("malformed request-target")
+    _check_target(method, target, host)
+    if cl and limits.max_request_body_size is not None and (
+        len(length) > 20 or int(length) > limits.max_request_body_size
+    ):
+        raise ProtocolError("request body too large", status_code=413)
     return (upgrade if connection_upgrade else None), expect
+
+
+def _check_target(method: bytes, target: bytes, host: bytes | None) -> None:
+    """The request-target forms a server accepts (RFC 9112 §3.2): origin-form; asterisk-form
+    for OPTIONS only; absolute-form with an ``http``/``https`` authority that matches Host
+    (RFC 9110 §7.2), so that no hop routes on one host while the app reads another.
+    Authority-form belongs to CONNECT, refused before this. Raises :class:`ProtocolError`."""
+    if not target or target.translate(None, _TARGET_BYTES):
+        raise ProtocolError("malformed request-target")
+    if target[0] == 0x2F:  # "/": origin-form
+        return
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise ProtocolError("asterisk-form request-target is for OPTIONS only")
+        return
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        raise ProtocolError("malformed request-target")
+    end = len(rest)
+    for stop in (b"/", b"?", b"#"):
+        i = rest.find(stop)
+        if 0 <= i < end:
+            end = i
+    authority = rest[:end]
+    if not authority or b"@" in authority or authority.translate(None, _HOST_BYTES):
+        raise ProtocolError("invalid authority in the request-target")
+    if host is not None and host.lower() != authority.lower():
+        raise ProtocolError("Host does not match the request-target")
 
 
 class H1Connection:
@@ -124,12 +221,26 @@ class H1Connection:
     """
 
     __slots__ = (
-        "_close_after", "_h11", "_head_request", "_max_head", "_no_body", "_out", "request",
+        "_close_after", "_h11", "_head_request", "_limits", "_max_head", "_no_body", "_out",
+        "_raw", "_scanned", "request",
     )
 
-    def __init__(self, *, max_request_header_size: int = 16384) -> None:
+    def __init__(
+        self, *, max_request_header_size: int = 16384, limits: RequestLimits | None = None
+    ) -> None:
+        if limits is None:
+            limits = RequestLimits(max_request_header_size=max_request_header_size)
+        else:
+            max_request_header_size = limits.max_request_header_size
+        self._limits = limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_request_header_size)
         self._max_head = max_request_header_size
+        # h11's receive buffer, read (never written) to check a request head as sent before
+        # h11 normalises it: see _check_raw_head.
+        buffer = getattr(self._h11, "_receive_buffer", None)
+        raw = getattr(buffer, "_data", None)
+        self._raw: bytearray | None = raw if isinstance(raw, bytearray) else None
+        self._scanned = 0  # bytes of an incomplete head already searched for its end
         self._out: list[bytes] = []
         self._no_body = False
         self._head_request = False
@@ -155,16 +266,24 @@ class H1Connection:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet parsed."""
+        if self._raw is not None:
+            return len(self._raw)
         return len(self._h11.trailing_data[0])
 
     def next_event(self) -> H1Event:
         """The next event, :data:`NEED_DATA` or :data:`PAUSED`. Raises :class:`ProtocolError`."""
+        if self._raw and self._h11.their_state is h11.IDLE:
+            self._check_raw_head(self._raw)
         try:
             event = self._h11.next_event()
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             if "exceeds" in str(exc) and status == 400:
-                status = 431  # h11 reports an over-long head as a plain 400.
+                # h11 reports an over-long head as a plain 400: 414 if the request line alone
+                # is too long, else 431.
+                raw = self._raw if self._raw is not None else b""
+                line_max = self._limits.max_request_line_size
+                status = 414 if len(raw) > line_max and raw.find(b"\n", 0, line_max) < 0 else 431
             raise ProtocolError(str(exc), status_code=status) from None
         t = type(event)
         if t is h11.Data:
@@ -180,18 +299,35 @@ class H1Connection:
         # h11.ConnectionClosed
         return ConnectionTerminated(reason="peer closed the connection")
 
+    def _check_raw_head(self, raw: bytearray) -> None:
+        # What h11 accepts but normalises away, so that _check_request cannot see it: bare LF
+        # line ends, obs-fold continuation lines (RFC 9112 §2.2, §5.2), and repeated or
+        # list-form Content-Length (RFC 9110 §8.6), all of which other hops may frame
+        # differently. Only a complete head is checked; the search resumes where it stopped.
+        m = _HEAD_END.search(raw, max(0, self._scanned - 3))
+        if m is None:
+            self._scanned = len(raw)
+            return
+        self._scanned = 0
+        end = m.end()
+        crlf = raw.count(b"\r\n", 0, end)
+        if raw.count(b"\n", 0, end) != crlf or raw.count(b"\r", 0, end) != crlf:
+            raise ProtocolError("bare CR or LF in the request head")
+        if raw.find(b"\n ", 0, end) >= 0 or raw.find(b"\n\t", 0, end) >= 0:
+            raise ProtocolError("obsolete line folding in the request head")
+        head = bytes(raw[:end]).lower()
+        i = head.find(b"\ncontent-length:")
+        if i >= 0:
+            if head.find(b"\ncontent-length:", i + 16) >= 0:
+                raise ProtocolError("several Content-Length fields")
+            if head.find(b",", i + 16, head.find(b"\n", i + 16)) >= 0:
+                raise ProtocolError("invalid Content-Length")
+
     def _on_request(self, event: h11.Request) -> Request:
-        if len(event.target) > 8192:
-            raise ProtocolError("request-target too long", status_code=414)
-        # h11 bounds only a head still incomplete; one that arrives whole in a single read
-        # must be measured here (approximately: name + value + ": " and CRLF per field).
-        size = len(event.method) + len(event.target) + 12
-        for name, value in event.headers:
-            size += len(name) + len(value) + 4
-        if size > self._max_head:
-            raise ProtocolError("request header fields too large", status_code=431)
         fields = _fields(event.headers)
-        upgrade, expect = _check_request(event, fields)
+        upgrade, expect = _check_request(
+            event.method, event.target, event.http_version, fields, self._limits
+        )
         request = Request(
             stream_id=1,
             method=bytes(event.method),

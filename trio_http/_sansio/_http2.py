@@ -13,7 +13,18 @@ h2 frames, validates and keeps the stream state machines; this layer adds the se
   that never reads cannot stall the others;
 * graceful shutdown sends GOAWAY with the last stream processed while letting streams in
   flight finish (h2's own GOAWAY closes its state machine at once), then refuses newer streams;
-* a rapid-reset budget (CVE-2023-44487) ends the connection with ENHANCE_YOUR_CALM.
+* a reset budget ends the connection with ENHANCE_YOUR_CALM: resets by the peer (rapid reset,
+  CVE-2023-44487) and resets we send because of the peer (stream errors h2 detects, streams
+  refused past the limit or for their size: MadeYouReset, CVE-2025-8671), beyond the number of
+  streams completed;
+* a control-frame budget, counted by a frame-header scanner in front of h2 so a flood is refused
+  before h2 answers it: PING, SETTINGS, PRIORITY, RST_STREAM, GOAWAY, unknown frames and empty
+  DATA/HEADERS/CONTINUATION per 10-second window (CVE-2019-9512, -9515, -9518), ending in
+  GOAWAY(ENHANCE_YOUR_CALM);
+* header blocks are bounded in bytes (CONTINUATION floods, CVE-2024-27316) and their start time
+  is exposed (:attr:`H2Connection.header_block_started`) so the I/O layer can bound it in time;
+* request limits: header field count (431), method + ``:path`` length (414), body size (413 from
+  ``content-length``, or 413 / RST_STREAM once a streamed body crosses it).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 from hyperframe.frame import GoAwayFrame
 
 from .._errors import ProtocolError
@@ -41,7 +53,14 @@ from ._events import (
 )
 from ._fields import check_field
 
-__all__ = ["H2Connection", "StreamClosed"]
+__all__ = ["FLOOD_WINDOW", "H2Connection", "StreamClosed"]
+
+#: Seconds over which control frames are counted against ``control_frame_budget``.
+FLOOD_WINDOW = 10.0
+_PREFACE_SIZE = 24  # the client connection preface, RFC 9113 §3.4
+# Frame types (RFC 9113 §6) and flags the scanner looks at.
+_DATA, _HEADERS, _PUSH_PROMISE, _WINDOW_UPDATE, _CONTINUATION = 0x0, 0x1, 0x5, 0x8, 0x9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
 
 _SC = h2.settings.SettingCodes
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
@@ -74,8 +93,13 @@ class H2Connection:
 
     ``max_concurrent_streams`` (streams), ``initial_window_size`` (bytes),
     ``max_frame_size`` (bytes) and ``max_header_list_size`` (bytes) are advertised in SETTINGS
-    (RFC 9113 §6.5.2). ``reset_budget`` is how many peer resets of streams whose response was
-    not complete are tolerated beyond the number of completed streams.
+    (RFC 9113 §6.5.2). ``reset_budget`` is how many resets of streams whose response was
+    not complete (by the peer, or by us because of the peer) are tolerated beyond the number
+    of completed streams; ``control_frame_budget`` how many frames without request work per
+    :data:`FLOOD_WINDOW` seconds. Both end the connection with GOAWAY(ENHANCE_YOUR_CALM).
+    ``max_request_header_count`` (fields, 431), ``max_request_line_size`` (bytes of method and
+    ``:path``, 414) and ``max_request_body_size`` (bytes or ``None``, 413) refuse one stream.
+    Time comes in as ``now`` (seconds, any monotonic origin) to :meth:`receive_data`.
     """
 
     def __init__(
@@ -87,6 +111,10 @@ class H2Connection:
         max_header_list_size: int = 65536,
         enable_connect_protocol: bool = True,
         reset_budget: int = 200,
+        control_frame_budget: int = 1000,
+        max_request_header_count: int = 100,
+        max_request_line_size: int = 8192,
+        max_request_body_size: int | None = None,
     ) -> None:
         # Outbound fields are checked once by check_field() (cheaper than h2's checks, which
         # cost a fifth of a small response); inbound validation stays with h2 (CVE-2025-57804).
@@ -118,6 +146,22 @@ class H2Connection:
         self._reset_budget = reset_budget
         self.terminated = False
         self._peer_settings_seen = False
+        self._max_fields = max_request_header_count
+        self._max_line = max_request_line_size
+        self._max_body = max_request_body_size
+        self._body: dict[int, int] = {}  # body bytes per stream, when _max_body is set
+        # The frame-header scanner (see _scan).
+        self._skip = _PREFACE_SIZE  # bytes of the current frame (or preface) still to pass
+        self._partial = bytearray()  # a frame header split across reads
+        self._flood = 0
+        self._flood_budget = control_frame_budget
+        self._flood_since = 0.0
+        self._block_since: float | None = None
+        self._block_bytes = 0
+        self._block_ends = False  # the current frame ends its header block
+        # A compressed header block is no larger than the list it decodes to, give or take
+        # padding: bound it so h2 never buffers more (its own cap is 64 CONTINUATION frames).
+        self._max_block = max_header_list_size + max_frame_size
 
     # --- set-up ------------------------------------------------------------------------
     def _after_initiate(self) -> None:
@@ -148,10 +192,88 @@ class H2Connection:
         self._highest_stream = 1
 
     # --- input -------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Process bytes from the peer; return the events they carry."""
+    @property
+    def header_block_started(self) -> float | None:
+        """``now`` when the header block being received began (HEADERS seen, its END_HEADERS
+        frame not yet complete), or ``None``: for a deadline on slow header blocks."""
+        return self._block_since
+
+    @property
+    def pending_output(self) -> int:
+        """Bytes queued for the peer and not yet taken by :meth:`data_to_send`."""
+        return len(self._prefix) + len(self._h2._data_to_send)
+
+    def _scan(self, data: bytes, now: float) -> str | None:
+        """Walk the frame headers in ``data`` before h2 sees them: count frames that carry no
+        request work, time and size header blocks. Returns why the connection must end, or
+        ``None``."""
+        n = len(data)
+        skip = self._skip
+        pos = min(skip, n)
+        skip -= pos
+        if not skip and pos and self._block_ends:
+            self._block_ends = False
+            self._block_since = None
+        while not skip and pos < n:
+            partial = self._partial
+            if partial or n - pos < 9:
+                take = min(9 - len(partial), n - pos)
+                partial += data[pos : pos + take]
+                pos += take
+                if len(partial) < 9:
+                    break
+                head = bytes(partial)
+                partial.clear()
+            else:
+                head = data[pos : pos + 9]
+                pos += 9
+            length = int.from_bytes(head[:3], "big")
+            ftype = head[3]
+            flags = head[4]
+            if ftype == _DATA:
+                if not length and not flags & _END_STREAM:
+                    self._flood += 1
+            elif ftype == _HEADERS or ftype == _PUSH_PROMISE or ftype == _CONTINUATION:
+                if self._block_since is None:
+                    self._block_since = now
+                    self._block_bytes = 0
+                self._block_bytes += length
+                if self._block_bytes > self._max_block:
+                    return "header block too large"
+                if flags & _END_HEADERS:
+                    self._block_ends = True
+                elif not length:
+                    self._flood += 1
+            elif ftype != _WINDOW_UPDATE:
+                # WINDOW_UPDATE is left out: a client reading a large response sends one per
+                # few frames it receives, so its number follows our output, not its whim.
+                self._flood += 1
+            if self._flood > self._flood_budget:
+                return "too many control frames"
+            take = min(length, n - pos)
+            pos += take
+            skip = length - take
+            if not skip and self._block_ends:
+                self._block_ends = False
+                self._block_since = None
+        self._skip = skip
+        return None
+
+    def _over_reset_budget(self) -> bool:
+        return self._resets > self._completed + self._reset_budget
+
+    def receive_data(self, data: bytes, now: float = 0.0) -> list[Event]:
+        """Process bytes from the peer; return the events they carry. ``now`` is the current
+        time in seconds (for the control-frame window and header-block timing)."""
         if self.terminated:
             return []
+        if now - self._flood_since >= FLOOD_WINDOW:
+            self._flood_since = now
+            self._flood = 0
+        flood = self._scan(data, now)
+        if flood is not None:
+            # Refused before h2 processes (and answers) any of it.
+            return [self._terminate(ENHANCE_YOUR_CALM, flood)]
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -170,6 +292,15 @@ class H2Connection:
             if t is h2.events.DataReceived:
                 sid = ev.stream_id
                 if sid in self.active:
+                    if not ev.data and ev.stream_ended is None:
+                        self._flood += 1  # padding only: no work either
+                    if self._max_body is not None and self._body_too_large(sid, len(ev.data)):
+                        self._ack(sid, ev.flow_controlled_length)
+                        out.append(StreamReset(sid, CANCEL))
+                        if self._over_reset_budget():
+                            out.append(self._terminate(ENHANCE_YOUR_CALM, "too many resets"))
+                            break
+                        continue
                     out.append(Data(sid, ev.data, ev.flow_controlled_length, False))
                 else:
                     # Nobody will read it: return the credit now.
@@ -178,6 +309,9 @@ class H2Connection:
                 req = self._on_request(ev)
                 if req is not None:
                     out.append(req)
+                elif self._over_reset_budget():
+                    out.append(self._terminate(ENHANCE_YOUR_CALM, "too many refused streams"))
+                    break
             elif t is h2.events.StreamEnded:
                 if ev.stream_id in self.active:
                     out.append(EndOfMessage(ev.stream_id, self._trailers.pop(ev.stream_id, [])))
@@ -187,7 +321,7 @@ class H2Connection:
                 if ev.stream_id in self.active:
                     self._resets += 1
                     out.append(StreamReset(ev.stream_id, ev.error_code))
-                    if self._resets > self._completed + self._reset_budget:
+                    if self._over_reset_budget():
                         out.append(self._terminate(ENHANCE_YOUR_CALM, "too many stream resets"))
                         break
             elif t is h2.events.TrailersReceived:
@@ -200,6 +334,8 @@ class H2Connection:
                 out.append(ConnectionTerminated(
                     ev.error_code or 0, ev.last_stream_id, by_peer=True, reason="GOAWAY"
                 ))
+        if self._flood > self._flood_budget and not self.terminated:
+            out.append(self._terminate(ENHANCE_YOUR_CALM, "too many empty frames"))
         # h2 checks a frame's length only once the whole frame is buffered, so a header
         # announcing 16 MiB would be buffered first: refuse it from the header (§4.2).
         pending = getattr(self._h2.incoming_buffer, "_data", b"")
@@ -259,6 +395,24 @@ class H2Connection:
         if method == b"CONNECT" and protocol is None:
             self._h2.reset_stream(sid, PROTOCOL_ERROR)
             return None
+        ended = ev.stream_ended is not None
+        status = 0
+        if len(headers) > self._max_fields:
+            status = 431
+        elif len(method) + len(target) > self._max_line:
+            status = 414
+        elif self._max_body is not None:
+            for name, value in headers:
+                if name == b"content-length" and value.isdigit() and (
+                    len(value) > 20 or int(value) > self._max_body
+                ):
+                    status = 413
+        if status:
+            self._resets += 1  # a stream that does no work, at the peer's choice
+            self._answer_early(sid, status, request_ended=ended)
+            return None
+        if self._max_body is not None:
+            self._body[sid] = 0
         self.active.add(sid)
         return Request(
             stream_id=sid,
@@ -269,8 +423,46 @@ class H2Connection:
             scheme=scheme,
             authority=authority,
             protocol=protocol,
-            end_stream=ev.stream_ended is not None,
+            end_stream=ended,
         )
+
+    def _answer_early(self, stream_id: int, status: int, *, request_ended: bool) -> None:
+        # A complete bodiless response before the request is over, then RST_STREAM(NO_ERROR)
+        # so the client stops sending the body (RFC 9113 §8.1).
+        try:
+            self._h2.send_headers(
+                stream_id, [(b":status", _STATUS[status]), (b"content-length", b"0")],
+                end_stream=True,
+            )
+            if not request_ended:
+                self._h2.reset_stream(stream_id, NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            self.reset_stream(stream_id, CANCEL)
+
+    def _body_too_large(self, stream_id: int, n: int) -> bool:
+        total = self._body.get(stream_id, 0) + n
+        self._body[stream_id] = total
+        assert self._max_body is not None
+        if total <= self._max_body:
+            return False
+        self._resets += 1
+        self.abort_request(stream_id, 413)
+        return True
+
+    def abort_request(self, stream_id: int, status: int) -> None:
+        """End ``stream_id`` early from our side: a bodiless ``status`` response (408, 413...)
+        if none has started, with RST_STREAM(NO_ERROR) if the request is still arriving;
+        RST_STREAM(CANCEL) if a response had started. Does nothing on a closed stream."""
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed or self.terminated:
+            return
+        if stream.state_machine.headers_sent:
+            self.reset_stream(stream_id, CANCEL)
+        else:
+            self._answer_early(
+                stream_id, status, request_ended=stream.state_machine.state
+                is h2.stream.StreamState.HALF_CLOSED_REMOTE,
+            )
 
     # --- flow control ------------------------------------------------------------------
     def _ack(self, stream_id: int, n: int) -> None:
@@ -377,6 +569,7 @@ class H2Connection:
         (RFC 9113 §8.1); an incomplete response gets INTERNAL_ERROR."""
         self.active.discard(stream_id)
         self._trailers.pop(stream_id, None)
+        self._body.pop(stream_id, None)
         if completed:
             self._completed += 1
         stream = self._h2.streams.get(stream_id)

@@ -57,7 +57,10 @@ def build_scope(request: Request, info: ConnectionInfo, *, websocket: bool = Fal
     Starlette expect, starts with ``root_path``; ``raw_path`` is the path as sent."""
     raw_path, query = _split_target(request.target)
     # unquote() is costly; most paths hold no escapes.
-    path = unquote(raw_path.decode("latin-1")) if b"%" in raw_path else raw_path.decode("latin-1")
+    # Unquoted as latin-1 so that escaped bytes stay bytes; the UTF-8 decoding below then
+    # applies once to escaped and raw bytes alike.
+    path = (unquote(raw_path.decode("latin-1"), encoding="latin-1") if b"%" in raw_path
+            else raw_path.decode("latin-1"))
     if not path.isascii():
         path = path.encode("latin-1").decode("utf-8", "replace")
     root = info.root_path
