@@ -44,15 +44,32 @@ HOST = "127.0.0.1"
 INSTALL_APT = ["apt-get", "install", "-y", "nghttp2-client", "wrk"]
 INSTALL_PIP = ["hypercorn", "uvicorn", "trustme"]
 
-SCENARIOS = ("h1", "h2c", "h2tls")
-SERVERS = ("trio_http", "hypercorn-trio", "uvicorn-h11")
+SCENARIOS = ("h1", "h1post", "h1big", "h2big", "h2c", "h2tls", "mem", "ws", "h3")
+DEFAULT_SCENARIOS = ("h1", "h1post", "h1big", "h2big", "h2c", "h2tls", "mem")
+SERVERS = ("trio_http", "trio_http-h11", "hypercorn-trio", "uvicorn-h11", "uvicorn-httptools")
 BASELINE = "hypercorn-trio"
+BASELINE2 = "uvicorn-h11"
 SUBJECT = "trio_http"
+SUBJECTS = ("trio_http", "trio_http-h11")
 SCENARIO_DESCRIPTIONS = {
-    "h1": "HTTP/1.1 keep-alive, cleartext",
+    "h1": "HTTP/1.1 keep-alive GET, cleartext",
+    "h1post": "HTTP/1.1 POST, 64 KiB body echoed",
+    "h1big": "HTTP/1.1 GET, 1 MiB response",
+    "h2big": "HTTP/2 (h2c) GET, 1 MiB response",
     "h2c": "HTTP/2 prior knowledge, cleartext",
     "h2tls": "HTTP/2 over TLS (ALPN h2)",
+    "mem": "resident memory per idle keep-alive connection",
+    "ws": "WebSocket echo (benchmarks/ws_echo.py)",
+    "h3": "HTTP/3 (benchmarks/h3_bench.py)",
 }
+#: The app each scenario runs (``--app`` overrides it for h1, h2c and h2tls).
+SCENARIO_APP = {"h1": "hello", "h1post": "echo", "h1big": "big", "h2big": "big",
+                "h2c": "hello", "h2tls": "hello", "mem": "hello"}
+H1_SCENARIOS = ("h1", "h1post", "h1big")
+H2_SCENARIOS = ("h2big", "h2c", "h2tls")
+BIG_SCENARIOS = ("h1big", "h2big")  # figures also in MiB/s
+POST_BODY_SIZE = 64 * 1024
+MEM_CONNECTIONS = 1000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -81,6 +98,9 @@ class RunResult:
     server_cpu_s: float | None = None  # CPU seconds the server used during the measured run
     tracebacks: int = 0  # tracebacks found in the server's log
     last_error: str = ""  # the last exception line of those
+    p50_ms: float | None = None  # latency percentiles of the measured run
+    p99_ms: float | None = None
+    rss_per_conn: float | None = None  # "mem": bytes of server RSS per idle connection
 
     @property
     def cpu_percent(self) -> float | None:
@@ -108,6 +128,10 @@ class Summary:
     note: str
     ratio: float | None = None
     cpu_ratio: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    ratio2: float | None = None  # vs BASELINE2 (uvicorn-h11), req/s
+    cpu_ratio2: float | None = None
 
 
 def log(msg: str) -> None:
@@ -172,7 +196,9 @@ def make_tls_files(directory: Path) -> TLSFiles | None:
 
 
 def server_supports(server: str, scenario: str) -> bool:
-    return not (server == "uvicorn-h11" and scenario != "h1")
+    if server.startswith("uvicorn"):
+        return scenario in H1_SCENARIOS or scenario == "mem"
+    return True
 
 
 def server_command(
@@ -180,8 +206,10 @@ def server_command(
 ) -> list[str]:
     bind = f"{HOST}:{port}"
     py = sys.executable
-    if server == "trio_http":
-        cmd = [py, "-m", "trio_http", app, "--bind", bind, "--log-level", "warning"]
+    if server in ("trio_http", "trio_http-h11"):
+        parser = "h11" if server == "trio_http-h11" else "httptools"
+        cmd = [py, "-m", "trio_http", app, "--bind", bind, "--log-level", "warning",
+               "--h1-parser", parser]
         if tls is not None:
             cmd += ["--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile)]
         return cmd
@@ -196,8 +224,9 @@ def server_command(
         if tls is not None:
             cmd += ["--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile)]
         return [*cmd, app]
-    if server == "uvicorn-h11":
-        cmd = [py, "-m", "uvicorn", "--http", "h11", "--no-access-log", "--log-level", "warning"]
+    if server in ("uvicorn-h11", "uvicorn-httptools"):
+        http = server.split("-", 1)[1]
+        cmd = [py, "-m", "uvicorn", "--http", http, "--no-access-log", "--log-level", "warning"]
         cmd += ["--host", HOST, "--port", str(port), "--lifespan", "on"]
         if tls is not None:
             cmd += ["--ssl-certfile", str(tls.certfile), "--ssl-keyfile", str(tls.keyfile)]
@@ -311,6 +340,7 @@ WRK_RPS = re.compile(r"Requests/sec:\s*([\d.]+)")
 WRK_TOTAL = re.compile(r"(\d+) requests in ")
 WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+WRK_PCT = re.compile(r"^\s*(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 H2_RPS = re.compile(r"finished in [\d.]+\w*, ([\d.]+) req/s")
 H2_REQS = re.compile(
     r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
@@ -326,6 +356,30 @@ class Parsed:
     requests: int
     failures: int
     note: str = ""
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+def wrk_latency(out: str) -> tuple[float | None, float | None]:
+    """p50 and p99 in ms from ``wrk --latency`` output."""
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    got = {int(m.group(1)): float(m.group(2)) * scale[m.group(3)] for m in WRK_PCT.finditer(out)}
+    return got.get(50), got.get(99)
+
+
+def h2load_latency(log: Path) -> tuple[float | None, float | None]:
+    """p50 and p99 in ms from an ``h2load --log-file`` (start, status, duration in us)."""
+    try:
+        durations = sorted(
+            int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip()
+        )
+    except (OSError, IndexError, ValueError):
+        return None, None
+    if not durations:
+        return None, None
+    def q(p: float) -> float:
+        return durations[min(len(durations) - 1, int(p * len(durations)))] / 1000.0
+    return q(0.50), q(0.99)
 
 
 def parse_wrk(out: str) -> Parsed:
@@ -338,10 +392,13 @@ def parse_wrk(out: str) -> Parsed:
     non2xx = WRK_NON2XX.search(out)
     if non2xx:
         failures += int(non2xx.group(1))
+    p50, p99 = wrk_latency(out)
     return Parsed(
         rps=float(m.group(1)) if m else None,
         requests=int(total.group(1)) if total else 0,
         failures=failures,
+        p50_ms=p50,
+        p99_ms=p99,
     )
 
 
@@ -378,10 +435,11 @@ class LoadConfig:
     h2_clients: int
     h2_streams: int
     client_cpu: str | None
-    app: str
+    app: str | None  # overrides SCENARIO_APP for h1, h2c, h2tls
     body_file: Path | None
     wrk_script: Path | None
     h2load_mode: str = "count"
+    h2load_log: Path | None = None
 
 
 CALIBRATION_REQUESTS = 1000
@@ -392,25 +450,32 @@ def load_command(
     scenario: str, port: int, cfg: LoadConfig, duration: int, requests: int | None = None
 ) -> list[str]:
     """The load generator's command line: ``duration`` seconds, or ``requests`` (h2load)."""
-    if scenario == "h1" and cfg.h1_tool == "wrk":
-        cmd = ["wrk", "-t1", f"-c{cfg.h1_connections}", f"-d{duration}s", "--timeout", "5s"]
-        if cfg.wrk_script is not None:
+    if scenario in H1_SCENARIOS and cfg.h1_tool == "wrk":
+        conns = cfg.h1_connections if scenario == "h1" else min(cfg.h1_connections, 10)
+        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "--latency"]
+        if scenario == "h1post" and cfg.wrk_script is not None:
             cmd += ["-s", str(cfg.wrk_script)]
         return pin(cfg.client_cpu, [*cmd, f"http://{HOST}:{port}/"])
     cmd = ["h2load", "-t1", *(["-n", str(requests)] if requests else ["-D", str(duration)])]
-    if scenario == "h1":
+    if cfg.h2load_log is not None and not (requests == CALIBRATION_REQUESTS):
+        cmd += ["--log-file", str(cfg.h2load_log)]
+    if scenario in H1_SCENARIOS:
         cmd += ["--h1", "-c", str(cfg.h1_connections), "-m", "1"]
         url = f"http://{HOST}:{port}/"
+        if scenario == "h1post" and cfg.body_file is not None:
+            cmd += ["-d", str(cfg.body_file)]
     elif scenario == "h2c":
         cmd += ["-c", str(cfg.h2_clients), "-m", str(cfg.h2_streams)]
+        url = f"http://{HOST}:{port}/"
+    elif scenario == "h2big":
+        # 1 MiB per response: flow control and framing, not request handling, dominate.
+        cmd += ["-c", str(cfg.h2_clients), "-m", "1", "-w", "24", "-W", "24"]
         url = f"http://{HOST}:{port}/"
     elif scenario == "h2tls":
         cmd += ["-c", str(cfg.h2_clients), "-m", str(cfg.h2_streams), "--npn-list=h2"]
         url = f"https://{HOST}:{port}/"
     else:
         raise ValueError(scenario)
-    if cfg.body_file is not None:
-        cmd += ["-d", str(cfg.body_file)]
     return pin(cfg.client_cpu, [*cmd, url])
 
 
@@ -461,7 +526,7 @@ def measure(scenario: str, port: int, cfg: LoadConfig, pgid: int) -> RunResult:
     margin = 30.0
     timeout = cfg.duration + margin
     requests = None
-    if scenario != "h1" or cfg.h1_tool == "h2load":
+    if scenario not in H1_SCENARIOS or cfg.h1_tool == "h2load":
         if cfg.h2load_mode == "count":
             # A fixed request count sized to last about --duration seconds: every stream
             # completes, whereas h2load -D aborts in-flight streams at the end, which
@@ -488,13 +553,16 @@ def measure(scenario: str, port: int, cfg: LoadConfig, pgid: int) -> RunResult:
         res.status = "timeout"
         res.note = "load generator overran its time limit and was killed"
         return res
-    if scenario == "h1" and cfg.h1_tool == "wrk":
+    if scenario in H1_SCENARIOS and cfg.h1_tool == "wrk":
         parsed = parse_wrk(out)
     else:
         parsed = parse_h2load(
-            out, None if scenario == "h1" else "h2" if scenario == "h2tls" else "h2c"
+            out, None if scenario in H1_SCENARIOS else "h2" if scenario == "h2tls" else "h2c"
         )
+        if cfg.h2load_log is not None:
+            parsed.p50_ms, parsed.p99_ms = h2load_latency(cfg.h2load_log)
     res.rps, res.requests, res.failures = parsed.rps, parsed.requests, parsed.failures
+    res.p50_ms, res.p99_ms = parsed.p50_ms, parsed.p99_ms
     res.note = "; ".join(n for n in (res.note, parsed.note) if n)
     if parsed.rps is None:
         tool = cmd[3] if cmd[0] == "taskset" else cmd[0]
@@ -538,21 +606,25 @@ def run_one(
     if use_tls and tls is None:
         return RunResult(scenario, server, repeat, "failed", note="no certificates (trustme)")
     port = free_port()
-    app = f"benchmarks.apps:{args.app}"
+    app_name = scenario_app(scenario, args.app)
+    app = f"benchmarks.apps:{app_name}"
     cmd = pin(args.server_cpu, server_command(server, app, port, tls if use_tls else None, workdir))
     logfile = workdir / f"{server}-{scenario}-{repeat}.log"
     notes: list[str] = []
     try:
         with running_server(cmd, port, logfile, args.start_timeout, args.stop_grace) as proc:
-            notes.append(sanity_check(port, tls if use_tls else None, args.app, body))
-            res = measure(scenario, port, cfg, proc.pid)
+            notes.append(sanity_check(port, tls if use_tls else None, app_name, body))
+            if scenario == "mem":
+                res = measure_memory(port, proc.pid)
+            else:
+                res = measure(scenario, port, cfg, proc.pid)
             # A server that died or wedged part-way (e.g. a crashed worker behind a live
             # master process) must not be reported as a valid figure.
             if proc.poll() is not None:
                 res.status = "failed"
                 notes.append(f"server exited with code {proc.returncode} during the load")
             else:
-                after = sanity_check(port, tls if use_tls else None, args.app, body)
+                after = sanity_check(port, tls if use_tls else None, app_name, body)
                 if after:
                     res.status = "failed"
                     notes.append(f"server unresponsive after the load ({after})")
@@ -564,6 +636,90 @@ def run_one(
     res.server, res.repeat = server, repeat
     res.note = "; ".join(n for n in (res.note, *notes) if n)
     return res
+
+
+def scenario_app(scenario: str, override: str | None) -> str:
+    if override is not None and scenario in ("h1", "h2c", "h2tls"):
+        return override
+    return SCENARIO_APP[scenario]
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident set size summed over the processes of one process group."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                total += int((stat.parent / "statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def measure_memory(port: int, pgid: int, n: int = MEM_CONNECTIONS) -> RunResult:
+    """Open ``n`` keep-alive connections that each complete one GET and then stay idle; the
+    figure is the growth of the server's RSS divided by ``n`` (bytes per connection)."""
+    import resource
+
+    res = RunResult(scenario="mem", server="", repeat=0, status="failed")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 200), hard))
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    socks: list[socket.socket] = []
+    time.sleep(0.5)
+    before = group_rss_bytes(pgid)
+    started = time.monotonic()
+    try:
+        for _ in range(n):
+            s = socket.create_connection((HOST, port), timeout=10)
+            socks.append(s)
+            s.sendall(request)
+            got = b""
+            while b"Hello, world!" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    res.note = f"connection {len(socks)} closed before its response"
+                    return res
+                got += chunk
+        time.sleep(1.0)  # let the server settle (GC, buffers) with every connection idle
+        after = group_rss_bytes(pgid)
+        alive = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                if s.recv(1):
+                    alive += 1  # unexpected bytes, but still open
+            except BlockingIOError:
+                alive += 1  # nothing to read and not closed: still open
+            except OSError:
+                pass
+    except OSError as exc:
+        res.note = f"after {len(socks)} connections: {exc!r}"
+        return res
+    finally:
+        for s in socks:
+            s.close()
+    res.elapsed = time.monotonic() - started
+    res.requests = n
+    res.rss_per_conn = (after - before) / n
+    res.status = "ok" if alive == n else "errors"
+    if alive != n:
+        res.note = f"only {alive} of {n} connections still open after 1 s"
+    res.measured = True
+    return res
+
+
+def run_external(scenario: str, args: argparse.Namespace) -> int:
+    """ws and h3: run the other harness scripts, which print their own table."""
+    script = REPO_ROOT / "benchmarks" / ("ws_echo.py" if scenario == "ws" else "h3_bench.py")
+    cmd = [sys.executable, str(script), "--duration", str(args.duration),
+           "--repeats", str(args.repeats)]
+    log("$ " + " ".join(cmd))
+    print(f"\n## {scenario}: {SCENARIO_DESCRIPTIONS[scenario]}\n", flush=True)
+    return subprocess.run(cmd, cwd=REPO_ROOT, timeout=60 * 30).returncode
 
 
 def log_errors(logfile: Path) -> tuple[int, str]:
@@ -607,7 +763,8 @@ def summarise(
             runs = [r for r in results if r.scenario == scenario and r.server == server]
             if not runs:
                 continue
-            ok = [r for r in runs if r.status == "ok" and r.rps is not None]
+            ok = [r for r in runs if r.status == "ok"
+                  and (r.rps is not None or r.rss_per_conn is not None)]
             if all(r.status == "n/a" for r in runs):
                 status = "n/a"
             elif ok:
@@ -626,13 +783,23 @@ def summarise(
                 cpu_percent=chosen.cpu_percent if chosen else None,
                 req_per_cpu_s=pick([v for r in ok if (v := r.req_per_cpu_s) is not None], stat),
                 note="; ".join(sorted({r.note for r in runs if r.note}) + tb_note(runs)),
+                p50_ms=chosen.p50_ms if chosen else None,
+                p99_ms=chosen.p99_ms if chosen else None,
             )
-        base = group.get(BASELINE)
-        for s in group.values():
-            if base is not None and s.rps is not None and base.rps:
-                s.ratio = s.rps / base.rps
-            if base is not None and s.req_per_cpu_s is not None and base.req_per_cpu_s:
-                s.cpu_ratio = s.req_per_cpu_s / base.req_per_cpu_s
+            if scenario == "mem":
+                # Lower is better: report the smallest growth (or the median).
+                mem = [r.rss_per_conn for r in runs if r.status == "ok" and r.rss_per_conn]
+                group[server].rps = (min(mem) if stat == "best" else statistics.median(mem)
+                                     ) if mem else None
+                group[server].status = "ok" if mem else group[server].status
+        for attr, cpu_attr, name in (("ratio", "cpu_ratio", BASELINE),
+                                     ("ratio2", "cpu_ratio2", BASELINE2)):
+            base = group.get(name)
+            for s in group.values():
+                if base is not None and s.rps is not None and base.rps:
+                    setattr(s, attr, s.rps / base.rps)
+                if base is not None and s.req_per_cpu_s is not None and base.req_per_cpu_s:
+                    setattr(s, cpu_attr, s.req_per_cpu_s / base.req_per_cpu_s)
         out.extend(group.values())
     return out
 
@@ -641,17 +808,29 @@ def fmt(v: float | None, spec: str = ",.0f", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
+def figure(s: Summary) -> str:
+    if s.scenario == "mem":
+        return fmt(s.rps, ",.0f", " B/conn")
+    if s.scenario in BIG_SCENARIOS and s.rps is not None:
+        return f"{fmt(s.rps)} ({s.rps * 1.0:,.0f} MiB/s)"
+    return fmt(s.rps)
+
+
 def render_table(summaries: list[Summary], stat: str) -> str:
     header = [
         "scenario",
         "server",
         f"req/s ({stat})",
-        "runs (req/s)",
-        "failures",
+        "runs",
+        "fail",
+        "p50 ms",
+        "p99 ms",
         "server CPU",
         "req/CPU-s",
         f"vs {BASELINE}",
-        "vs, per CPU-s",
+        "per CPU-s",
+        f"vs {BASELINE2}",
+        "per CPU-s",
         "status",
     ]
     rows = [header]
@@ -660,13 +839,17 @@ def render_table(summaries: list[Summary], stat: str) -> str:
             [
                 s.scenario,
                 s.server,
-                fmt(s.rps),
-                " / ".join(fmt(v) for v in s.runs),
+                figure(s),
+                " / ".join(fmt(v) for v in s.runs) if s.scenario != "mem" else "-",
                 fmt(s.failures, "d"),
+                fmt(s.p50_ms, ".2f"),
+                fmt(s.p99_ms, ".2f"),
                 fmt(s.cpu_percent, ".0f", "%"),
                 fmt(s.req_per_cpu_s),
                 fmt(s.ratio, ".2f", "x"),
                 fmt(s.cpu_ratio, ".2f", "x"),
+                fmt(s.ratio2, ".2f", "x"),
+                fmt(s.cpu_ratio2, ".2f", "x"),
                 s.status,
             ]
         )
@@ -677,10 +860,16 @@ def render_table(summaries: list[Summary], stat: str) -> str:
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     ratio_lines = []
     for scenario in dict.fromkeys(s.scenario for s in summaries):
-        subj = next((s for s in summaries if s.scenario == scenario and s.server == SUBJECT), None)
-        if subj is not None and subj.ratio is not None:
+        for subject in SUBJECTS:
+            subj = next(
+                (s for s in summaries if s.scenario == scenario and s.server == subject), None
+            )
+            if subj is None or (subj.ratio is None and subj.ratio2 is None):
+                continue
             ratio_lines.append(
-                f"  {scenario}: {subj.ratio:.2f} (req/s), {fmt(subj.cpu_ratio, '.2f')} (req/CPU-s)"
+                f"  {scenario} {subject}: vs {BASELINE} {fmt(subj.ratio, '.2f')} (req/s), "
+                f"{fmt(subj.cpu_ratio, '.2f')} (req/CPU-s); vs {BASELINE2} "
+                f"{fmt(subj.ratio2, '.2f')} (req/s), {fmt(subj.cpu_ratio2, '.2f')} (req/CPU-s)"
             )
     notes = [
         f"  {s.scenario}/{s.server}: {s.note}" for s in summaries if s.note and s.status != "n/a"
@@ -690,9 +879,11 @@ def render_table(summaries: list[Summary], stat: str) -> str:
         "\n\nserver CPU: the server process group's user+system CPU time during the measured"
         "\nrun, as a share of one core (under 100% when the server was not the bottleneck"
         "\nor other processes competed for its core); req/CPU-s: requests per server CPU-second."
+        "\nmem: growth of the server's RSS per idle keep-alive connection (lower is better; its"
+        "\nratios are memory ratios). p50/p99: wrk --latency, or h2load --log-file."
     )
     if ratio_lines:
-        text += f"\n\nratio {SUBJECT} / {BASELINE} ({stat}):\n" + "\n".join(ratio_lines)
+        text += f"\n\nratios ({stat}):\n" + "\n".join(ratio_lines)
     if notes:
         text += "\n\nnotes:\n" + "\n".join(notes)
     return text
@@ -718,11 +909,15 @@ def describe(args: argparse.Namespace, cfg: LoadConfig) -> str:
     lines = [
         "# trio_http load benchmark",
         f"date:        {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"app:         benchmarks.apps:{args.app}"
-        + (f" (POST body {args.body_size} bytes)" if args.app == "echo" else ""),
-        f"h1:          {h1}",
+        "apps:        benchmarks.apps: "
+        + ", ".join(f"{sc}={scenario_app(sc, args.app)}" for sc in SCENARIO_APP)
+        + f" (h1post: POST body {args.body_size} bytes)",
+        f"h1:          {h1} --latency (h1post, h1big: at most 10 connections)",
         f"h2c:         {h2} http:// (prior knowledge)",
         f"h2tls:       {h2} --npn-list=h2 https:// (ALPN h2, trustme cert)",
+        f"h2big:       h2load -t1 -c{cfg.h2_clients} -m1 -w24 -W24 http:// (1 MiB responses)",
+        f"mem:         {MEM_CONNECTIONS} connections, one GET each, then idle 1 s; "
+        "server RSS growth / connections",
         f"warm-up:     {cfg.warmup}s per run, not counted (h2load: repeated -n "
         f"{CALIBRATION_REQUESTS} runs, at least one)",
         f"repeats:     {args.repeats} per server/scenario, servers alternating, fresh server "
@@ -775,13 +970,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured warm-up per run")
     p.add_argument("--repeats", type=int, default=2, help="runs per server/scenario")
     p.add_argument(
-        "--scenarios", nargs="+", metavar="S", default=list(SCENARIOS), help="scenarios to run"
+        "--scenarios", nargs="+", metavar="S", default=list(DEFAULT_SCENARIOS),
+        help=f"scenarios to run, from {', '.join(SCENARIOS)}"
     )
     p.add_argument(
         "--servers", nargs="+", metavar="S", default=list(SERVERS), help="servers to run"
     )
-    p.add_argument("--app", choices=("hello", "echo", "big"), default="hello")
-    p.add_argument("--body-size", type=int, default=1024, help="request body size for --app echo")
+    p.add_argument("--app", choices=("hello", "echo", "big"), default=None,
+                   help="override the app of h1, h2c and h2tls")
+    p.add_argument("--body-size", type=int, default=POST_BODY_SIZE,
+                   help="request body size for h1post (and --app echo)")
     p.add_argument("--h1-tool", choices=("wrk", "h2load"), default="wrk")
     p.add_argument(
         "--h2load-mode",
@@ -827,9 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     needed = set()
-    if "h1" in args.scenarios:
+    if set(H1_SCENARIOS) & set(args.scenarios):
         needed.add(args.h1_tool)
-    if {"h2c", "h2tls"} & set(args.scenarios):
+    if set(H2_SCENARIOS) & set(args.scenarios):
         needed.add("h2load")
     missing = sorted(t for t in needed if shutil.which(t) is None)
     if missing:
@@ -851,14 +1049,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_")))
         body = b"b" * args.body_size
         body_file = wrk_script = None
-        if args.app == "echo":
-            body_file = workdir / "body.bin"
-            body_file.write_bytes(body)
-            wrk_script = workdir / "post.lua"
-            wrk_script.write_text(
-                f'wrk.method = "POST"\nwrk.body = string.rep("b", {args.body_size})\n'
-                'wrk.headers["Content-Type"] = "application/octet-stream"\n'
-            )
+        # h1post (and --app echo) send this body.
+        body_file = workdir / "body.bin"
+        body_file.write_bytes(body)
+        wrk_script = workdir / "post.lua"
+        wrk_script.write_text(
+            f'wrk.method = "POST"\nwrk.body = string.rep("b", {args.body_size})\n'
+            'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+        )
         tls = make_tls_files(workdir) if "h2tls" in args.scenarios else None
         if "h2tls" in args.scenarios and tls is None:
             log("warning: trustme is not installed (pip install trustme); h2tls will fail")
@@ -874,12 +1072,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             body_file=body_file,
             wrk_script=wrk_script,
             h2load_mode=args.h2load_mode,
+            h2load_log=workdir / "h2load.log",
         )
         print(describe(args, cfg), flush=True)
         print(flush=True)
 
         results: list[RunResult] = []
-        for scenario in args.scenarios:
+        external = [sc for sc in args.scenarios if sc in ("ws", "h3")]
+        for scenario in [sc for sc in args.scenarios if sc not in external]:
             for repeat in range(1, args.repeats + 1):
                 order = args.servers if repeat % 2 else list(reversed(args.servers))
                 for server in order:
@@ -891,6 +1091,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"{fmt(res.rps):>9} req/s  failures={res.failures}  "
                             f"server CPU {fmt(res.cpu_percent, '.0f', '%')}  "
                             f"{fmt(res.req_per_cpu_s)} req/CPU-s"
+                            + (f"  p50 {fmt(res.p50_ms, '.2f')} ms p99 "
+                               f"{fmt(res.p99_ms, '.2f')} ms" if res.p50_ms else "")
+                            + (f"  {res.rss_per_conn:,.0f} B/conn" if res.rss_per_conn else "")
                             + (f"  ({res.note})" if res.note else "")
                             + (
                                 f"  [{res.tracebacks} traceback(s) logged]"
@@ -900,8 +1103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                     time.sleep(0.5)
 
-    summaries = summarise(results, args.scenarios, args.servers, args.stat)
+    internal = [sc for sc in args.scenarios if sc not in ("ws", "h3")]
+    summaries = summarise(results, internal, args.servers, args.stat)
     print(render_table(summaries, args.stat), flush=True)
+    for scenario in external:
+        run_external(scenario, args)
     if args.json is not None:
         args.json.write_text(
             json.dumps(

@@ -37,4 +37,11 @@ html_theme = "furo"
 html_title = f"trio_http {release}"
 html_static_path = ["_static"]
 html_css_files = ["trio_http.css"]
-pygments_style = "sphinx"
+smartquotes = False  # "--bind" must stay two hyphens, not become a dash
+
+
+def setup(app):
+    # Config-file languages Pygments does not know: shown as plain text, not a warning.
+    from pygments.lexers.special import TextLexer
+
+    app.add_lexer("haproxy", TextLexer)

@@ -43,7 +43,9 @@ class Server:
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.text))
 
-    async def wait_for(self, pattern: str, *, count: int = 1, timeout: float = 20) -> None:
+    async def wait_for(
+        self, pattern: str, *, count: int = 1, timeout: float = 20  # noqa: ASYNC109
+    ) -> None:
         """Wait until ``pattern`` (a regex) occurs ``count`` times in the log."""
         with trio.fail_after(timeout):
             while self.count(pattern) < count:
@@ -55,7 +57,7 @@ class Server:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
-    async def stop(self, timeout: float = 20) -> int:
+    async def stop(self, timeout: float = 20) -> int:  # noqa: ASYNC109
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
         with trio.fail_after(timeout):
@@ -78,7 +80,7 @@ async def run_cli(
     ready: str | None = r"Serving on",
     ready_count: int = 1,
     pass_fds: Sequence[int] = (),
-    timeout: float = 30,
+    timeout: float = 30,  # noqa: ASYNC109
     argv: Sequence[str] | None = None,
 ) -> AsyncIterator[Server]:
     """Run the CLI in a subprocess; wait (bounded) for ``ready`` in its log; SIGTERM and

@@ -195,7 +195,8 @@ format=INI %(levelname)s %(message)s
     async with run_cli("tests.apps.prod_apps:info_app", "--bind", "127.0.0.1:0",
                        "--log-config", ini, ready=None) as server:
         with trio.fail_after(20):
-            while "Serving on" not in (errors.read_text() if errors.exists() else ""):
+            # Another process writes the file: poll it.
+            while "Serving on" not in (errors.read_text() if errors.exists() else ""):  # noqa: ASYNC110
                 await trio.sleep(0.05)
         assert server.process.returncode is None
     assert "INI INFO Serving on http://127.0.0.1:" in errors.read_text()
@@ -225,3 +226,12 @@ def test_repo_pyproject_has_no_trio_http_table():
     # Keeps the CLI tests, which run from the repository, on the defaults.
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "trio_http" not in data.get("tool", {})
+
+
+async def test_help_lists_the_production_options():
+    proc = await run_tool(sys.executable, "-m", "trio_http", "--help", timeout=30)
+    assert proc.returncode == 0
+    out = proc.stdout.decode()
+    for flag in ("--config", "--print-config", "--workers", "--reload", "--proxy-protocol",
+                 "--verify-mode", "--metrics-bind", "--interface", "--uds-mode"):
+        assert flag in out

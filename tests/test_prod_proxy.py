@@ -190,3 +190,15 @@ def test_trusted_peers():
     assert "8.8.8.8" in TrustedPeers(["*"])
     with pytest.raises(ValueError):
         TrustedPeers(["10.0.0.0/33"])
+
+
+async def test_unix_socket_peer_is_trusted(start_server, tmp_path):
+    from .prod_helpers import fetch
+
+    path = str(tmp_path / "p.sock")
+    await start_server(info_app, binds=[f"unix:{path}"], config=Config(
+        proxy_headers=True, forwarded_allow_ips=("10.9.9.9",)))
+    status, body = await fetch(unix=path, headers={"x-forwarded-for": "198.51.100.4",
+                                                   "x-forwarded-proto": "https"})
+    assert status == 200
+    assert b'"client": ["198.51.100.4", 0]' in body and b'"scheme": "https"' in body

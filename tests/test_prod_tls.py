@@ -55,8 +55,8 @@ async def test_client_certificate_in_tls_extension(start_server, ca, cert_files,
     assert tls["client_cert_error"] is None
     assert tls["tls_version"] in (0x0303, 0x0304)
     assert isinstance(tls["cipher_suite"], int) and 0 < tls["cipher_suite"] <= 0xFFFF
-    with open(cert_files["certfile"]) as f:
-        assert f.read().startswith(tls["server_cert"].strip())
+    certfile = await trio.Path(cert_files["certfile"]).read_text()
+    assert certfile.startswith(tls["server_cert"].strip())
 
 
 async def test_required_mode_refuses_clients_without_certificate(start_server, ca, cert_files):

@@ -24,5 +24,6 @@ from ._serve import RunningServer as RunningServer
 from ._serve import open_asgi_server as open_asgi_server
 from ._serve import serve_asgi as serve_asgi
 from ._serve import serve_asgi_listeners as serve_asgi_listeners
+from ._wsgi import WSGIMiddleware as WSGIMiddleware
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from ._cli_limits import add_limit_arguments, limit_settings
 from ._config import Bind, Config, parse_bind
 from ._config_sources import resolve_settings, settings_to_toml
 from ._dev_tls import ensure_dev_certificate
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-alt-svc", dest="alt_svc", action="store_false",
                    help="do not advertise HTTP/3 with alt-svc on TCP responses")
     _add_production_arguments(p, d)
+    add_limit_arguments(p, d)
     return p
 
 
@@ -279,6 +281,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         verify_mode=args.verify_mode,
         ciphers=args.ciphers,
         wsgi_max_threads=args.wsgi_max_threads,
+        **limit_settings(args),
     )
 
 

@@ -162,7 +162,9 @@ def _pyproject(cwd: str) -> dict[str, Any]:
 
 
 def _explicit_cli(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
-    # Parse again with every default suppressed: what remains was typed.
+    # A normal parse first: --help and usage errors behave as argparse users expect.
+    parser.parse_args(argv)
+    # Then again with every default suppressed: what remains was typed.
     saved = {a.dest: a.default for a in parser._actions}
     try:
         for a in parser._actions:

@@ -16,9 +16,9 @@ from ._config import Config
 from ._context import ServerContext
 from ._h1_server import H1Server
 from ._h2_server import H2Server
+from ._proxy import accept_proxy_protocol
 from ._sansio._scope import ConnectionInfo
 from ._sansio._select import select_protocol
-from ._proxy import accept_proxy_protocol
 from ._tls import tls_handshake
 from ._tls_extension import tls_extension
 from ._websocket import H1WebSocket
@@ -117,7 +117,7 @@ async def serve_connection(
                 # its way, and a client cannot safely retry a request it has sent.
                 first_bytes_deadline = min(first_bytes_deadline,
                                            trio.current_time() + FIRST_REQUEST_GRACE)
-            chunk = b""
+            chunk: bytes | bytearray = b""
             with trio.CancelScope(deadline=first_bytes_deadline) as conn.idle_scope:
                 try:
                     chunk = await stream.receive_some(config.read_size)

@@ -35,10 +35,11 @@ async def open_lifespan(app: ASGIApp, config: Config) -> AsyncIterator[dict[str,
         return
     state: dict[str, Any] = {}
     scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": state}
-    # Unbuffered channels, one message in flight each way: the protocol is a strict
-    # request/answer exchange.
-    to_app, app_inbox = trio.open_memory_channel[Message](0)
-    app_outbox, from_app = trio.open_memory_channel[Message](0)
+    # One message of buffer each way (items): the protocol is a request/answer exchange, and
+    # the slot lets an app that answers before it reads (send, then receive) go on rather
+    # than deadlock against our own send.
+    to_app, app_inbox = trio.open_memory_channel[Message](1)
+    app_outbox, from_app = trio.open_memory_channel[Message](1)
     failure: list[BaseException] = []
     # The lifespan task outlives the server's cancellation (it must still hear
     # lifespan.shutdown), so it runs shielded and is cancelled explicitly at the very end.

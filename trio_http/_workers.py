@@ -227,6 +227,7 @@ class Supervisor:
     async def _on_exit(self, nursery: trio.Nursery, w: _Worker) -> int | None:
         code = w.process.returncode
         if w.retiring or self.current.get(w.slot) is not w:
+            logger.info("Worker %d stopped (status %s)", w.pid, code)
             return None
         del self.current[w.slot]
         if self.reload_dirs is not None:
@@ -286,7 +287,7 @@ class Supervisor:
         assert self.reload_dirs is not None
         logger.info("Watching %s for changes", ", ".join(self.reload_dirs))
         async for changes in awatch(*self.reload_dirs, watch_filter=PythonFilter(),
-                                    debounce=300, step=50):
+                                    debounce=300, step=50, rust_timeout=500):
             await self._events_send.send(("changed", _describe_changes(changes)))
 
     async def run(self, signals: Any, *, metrics_bind: str | None = None) -> int:

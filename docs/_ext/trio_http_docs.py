@@ -40,8 +40,9 @@ UNITS_BY_NAME = {
     "wsgi_max_threads": "threads",
     "websocket_max_queue": "messages",
 }
-#: Words that, in a field's ``#:`` comment, name its unit (the first one found wins).
-UNIT_WORDS = ("seconds", "bytes", "connections", "streams", "messages", "requests", "items",
+#: Words that, in a field's ``#:`` comment, name its unit (the earliest in it wins).
+UNIT_WORDS = ("seconds", "bytes", "connections", "streams", "messages", "requests", "fields",
+              "resets", "items",
               "datagrams", "threads", "workers", "processes", "frames", "events")
 _SECTION = re.compile(r"^\s*# --- (.+?) -+\s*$")
 _DOC = re.compile(r"^\s*#: ?(.*)$")
@@ -64,10 +65,9 @@ def unit_of(name: str, annotation: str, doc: str) -> str | None:
     if m:
         return m.group(1)
     lowered = doc.lower()
-    for word in UNIT_WORDS:
-        if re.search(rf"\b{word}\b", lowered):
-            return word
-    return None
+    found = [(m.start(), word) for word in UNIT_WORDS
+             if (m := re.search(rf"\b{word}\b", lowered))]
+    return min(found)[1] if found else None
 
 
 def config_fields() -> list[tuple[str, list[dict[str, Any]]]]:
@@ -112,9 +112,18 @@ def _table(rows: list[list[str]], header: list[str], widths: list[int]) -> list[
     out = [".. list-table::", "   :header-rows: 1", "   :class: trio-http-table",
            "   :widths: " + " ".join(map(str, widths)), ""]
     for row in [header, *rows]:
-        out.append(f"   * - {row[0]}")
-        out.extend(f"     - {cell}" for cell in row[1:])
+        for i, cell in enumerate(row):
+            first, *rest = cell.split("\n")
+            out.append(("   * - " if i == 0 else "     - ") + first)
+            out.extend(("       " + line) if line else "" for line in rest)
     return out
+
+
+def _escape(text: str) -> str:
+    """Plain text (argparse help) as reStructuredText that shows it verbatim."""
+    for ch in "\\*_|`":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 def _literal(value: str) -> str:
@@ -139,7 +148,7 @@ class ConfigDirective(SphinxDirective):
                                    location=(self.env.docname, self.lineno))
                 default = item["default"]
                 rows.append([
-                    f"``{item['name']}``",
+                    f".. _config-{item['name']}:\n\n``{item['name']}``",
                     _literal(item["type"]),
                     "(required)" if default is dataclasses.MISSING else _literal(repr(default)),
                     item["unit"] or "",
@@ -164,6 +173,16 @@ def cli_parser() -> argparse.ArgumentParser:
     from trio_http._cli import build_parser
 
     return build_parser()
+
+
+def _settings(parser: argparse.ArgumentParser) -> tuple[set[str], Any]:
+    """The options that are settings (also read from TOML and the environment), and the
+    function naming their environment variables; none when the CLI has no such sources."""
+    try:
+        from trio_http._config_sources import env_name, setting_actions
+    except ImportError:
+        return set(), None
+    return set(setting_actions(parser)), env_name
 
 
 def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
@@ -192,6 +211,7 @@ class CLIDirective(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         parser = cli_parser()
+        settings, env_name = _settings(parser)
         usage = parser.format_usage().strip()
         lines = [".. code-block:: text", ""]
         lines += ["   " + line for line in usage.splitlines()]
@@ -211,10 +231,15 @@ class CLIDirective(SphinxDirective):
                           else action.dest).lstrip("-")
                 lines += [f".. _cli-{anchor}:", ""]
                 lines += [f"``{_invocation(action)}``"]
-                text = _help(parser, action).replace("*", r"\*").replace("`", "'")
+                text = _escape(_help(parser, action))
                 if action.choices is not None and "{" not in _invocation(action):
                     text += " Choices: " + ", ".join(f"``{c}``" for c in action.choices) + "."
-                lines += ["   " + (text or "(undocumented)"), ""]
+                if not text:
+                    logger.warning("CLI option %s has no help", anchor,
+                                   location=(self.env.docname, self.lineno))
+                if action.dest in settings:
+                    text += f" *TOML* ``{action.dest}``, *env* ``{env_name(action.dest)}``."
+                lines += ["   " + text.strip(), ""]
         if parser.epilog:
             lines += [parser.epilog, ""]
         container = nodes.container()

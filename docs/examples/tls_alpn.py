@@ -15,6 +15,8 @@ from trio_http import Config, serve_asgi
 
 
 async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"secure\n"})
 

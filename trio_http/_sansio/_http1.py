@@ -278,9 +278,9 @@ class H1Connection:
             event = self._h11.next_event()
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
-            if "exceeds" in str(exc) and status == 400:
-                # h11 reports an over-long head as a plain 400: 414 if the request line alone
-                # is too long, else 431.
+            if status == 431 or ("exceeds" in str(exc) and status == 400):
+                # An over-long head (h11 may call it a plain 400): 414 if the request line
+                # alone is too long, else 431.
                 raw = self._raw if self._raw is not None else b""
                 line_max = self._limits.max_request_line_size
                 status = 414 if len(raw) > line_max and raw.find(b"\n", 0, line_max) < 0 else 431
