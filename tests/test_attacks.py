@@ -250,7 +250,6 @@ SMUGGLING = [
 @pytest.mark.usefixtures("h1_parser")
 @pytest.mark.parametrize(("shape", "request_bytes", "statuses"), SMUGGLING,
                          ids=[s[0] for s in SMUGGLING])
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 async def test_smuggling_shape_is_refused_and_closes(start_server, shape, request_bytes,
                                                      statuses):
     app = Recorder()
@@ -282,7 +281,6 @@ ACCEPTED = [
 @pytest.mark.usefixtures("h1_parser")
 @pytest.mark.parametrize(("shape", "request_bytes", "path"), ACCEPTED,
                          ids=[s[0] for s in ACCEPTED])
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 async def test_strictness_leaves_valid_requests_alone(start_server, shape, request_bytes, path):
     app = Recorder()
     server = await start_server(app, config=Config(lifespan="off"))
@@ -307,7 +305,6 @@ async def test_strictness_leaves_valid_requests_alone(start_server, shape, reque
     pytest.param(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n"
                  b"Expect: 100-continue\r\n\r\n", 413, id="declared-body-expect-100"),
 ])
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 async def test_http1_limits(start_server, request_bytes, status):
     app = Recorder()
     server, good = await start(
@@ -322,7 +319,6 @@ async def test_http1_limits(start_server, request_bytes, status):
     await good.aclose()
 
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 async def test_http1_streamed_body_over_limit_is_413(start_server):
     app = Recorder()
@@ -369,7 +365,6 @@ async def test_http2_limits_refuse_one_stream(start_server):
     await good.aclose()
 
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 async def test_max_requests_per_connection(start_server):
     server, good = await start(start_server, max_requests_per_connection=3)
@@ -426,7 +421,6 @@ async def test_max_connections_makes_accept_wait_and_drops_nothing(start_server)
 
 # --- slow clients (MockClock) ----------------------------------------------------------------
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 async def test_slowloris_head_gets_408_at_the_head_deadline(start_server, autojump_clock):
     server, good = await start(start_server, request_head_timeout=10, keep_alive_timeout=600)
@@ -456,7 +450,6 @@ async def test_slowloris_head_gets_408_at_the_head_deadline(start_server, autoju
     await good.aclose()
 
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 async def test_slow_body_gets_408_and_app_sees_disconnect(start_server, autojump_clock):
     app = Recorder()
@@ -558,7 +551,6 @@ def small_window_socket(port: int) -> trio.SocketStream:
     return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
 
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 async def test_http1_peer_that_never_reads_is_dropped(start_server, autojump_clock):
     app = Recorder()
@@ -617,7 +609,6 @@ async def test_http2_zero_window_stall_ends_at_write_timeout(start_server, autoj
 
 # --- floods ----------------------------------------------------------------------------------
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 async def test_http1_body_flood_to_an_app_that_does_not_read(start_server, autojump_clock):
     app = Recorder()
@@ -849,7 +840,6 @@ H1_STATES = {  # the bytes before the garbage, and how many requests they comple
 }
 
 
-@pytest.mark.usefixtures("h1_parser")  # over h11 and httptools
 @pytest.mark.usefixtures("h1_parser")
 @pytest.mark.parametrize("state", H1_STATES)
 @pytest.mark.parametrize("seed", [1, 2])

@@ -131,7 +131,7 @@ def fuzz(chunks: list[bytes], max_head: int = 16384) -> None:
     try:
         drive(conn, chunks)
     except ProtocolError as exc:
-        assert exc.status_code in (400, 405, 413, 414, 431, 501)
+        assert exc.status_code in (400, 405, 413, 414, 431, 501, 505)
         conn.send_error(exc.status_code, str(exc))
         out = conn.data_to_send()
         # The error response is always well-formed, unless a response had started already.

@@ -26,6 +26,10 @@ from ._websocket import H1WebSocket
 __all__ = ["handle_asgi_stream", "serve_connection"]
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+#: Seconds, and bytes read and dropped, that a closing connection waits for the peer to close
+#: its side (see _close).
+LINGER_TIMEOUT = 2.0
+LINGER_BYTES = 1 << 20
 #: Seconds a connection that has not yet sent its first request still gets once graceful
 #: shutdown begins (one accepted an instant before: rolling restarts refuse nothing).
 FIRST_REQUEST_GRACE = 1.0
@@ -174,6 +178,27 @@ async def serve_connection(
     finally:
         ctx.counters.connections_open -= 1
         ctx.unregister(conn)
+        await _close(stream)
+
+
+async def _close(stream: trio.abc.Stream) -> None:
+    """Close a connection so that what we sent last (a 400, a GOAWAY) reaches the peer:
+    closing a socket with unread input makes the kernel send RST, and the peer then discards
+    what it had not read yet. So send FIN first and read until the peer closes too ("lingering
+    close", RFC 9112 §9.6), for at most LINGER_TIMEOUT seconds and LINGER_BYTES bytes."""
+    try:
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            with trio.move_on_after(LINGER_TIMEOUT):
+                await stream.send_eof()
+                drained = 0
+                while drained < LINGER_BYTES:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    drained += len(data)
+    except (*_STREAM_ERRORS, trio.BusyResourceError, OSError):
+        pass
+    finally:
         await trio.aclose_forcefully(stream)
 
 

@@ -39,6 +39,8 @@ class Takeover(NamedTuple):
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+#: Bytes under which queued pieces are joined into one write.
+_COALESCE = 65536
 
 
 class H1Server:
@@ -116,9 +118,23 @@ class H1Server:
             lock.release()
 
     async def _flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self._write(data)
+        parts = self.conn.data_to_send_parts()
+        if len(parts) == 1:
+            await self._write(parts[0])
+        elif parts:
+            # One write for the usual small response; past _COALESCE bytes, big pieces go out
+            # as they are (a megabyte joined is a fresh allocation and copy per response).
+            chunk: list[bytes] = []
+            for part in parts:
+                if len(part) >= _COALESCE:
+                    if chunk:
+                        await self._write(b"".join(chunk))
+                        chunk = []
+                    await self._write(part)
+                else:
+                    chunk.append(part)
+            if chunk:
+                await self._write(b"".join(chunk))
 
     async def _read_body(self) -> bytes | None:
         """Read more of a request body; ``None`` when none came for ``body_read_timeout``

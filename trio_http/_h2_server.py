@@ -328,7 +328,8 @@ class H2Server:
                         self._reader_scope.cancel()
             drained, self._drained = self._drained, trio.Event()
             drained.set()
-            if self._finished:
+            # Bytes queued while this write was under way (the final GOAWAY...) still go out.
+            if self._finished and (self.broken or not self._write_wanted.is_set()):
                 return
 
 

@@ -88,6 +88,8 @@ DEFAULT_LIMITS = RequestLimits()
 
 #: The end of a request head as h11 finds it (a blank line, CRLF or bare LF).
 _HEAD_END = re.compile(b"\n\r?\n")
+#: What a request head may hold: field values' bytes (RFC 9110 §5.5) and line ends.
+_HEAD_BYTES = VALUE_BYTES + b"\r\n"
 
 #: What a Host value may hold: reg-name, IP literal and port characters (RFC 3986 §3.2.2).
 _HOST_BYTES = (
@@ -306,6 +308,10 @@ class H1Connection:
         # differently. Only a complete head is checked; the search resumes where it stopped.
         m = _HEAD_END.search(raw, max(0, self._scanned - 3))
         if m is None:
+            # Still incomplete: refuse binary garbage (a TLS hello, a stray protocol) now
+            # rather than when the head times out.
+            if raw[self._scanned :].translate(None, _HEAD_BYTES):
+                raise ProtocolError("control character in the request head")
             self._scanned = len(raw)
             return
         self._scanned = 0
@@ -374,11 +380,13 @@ class H1Connection:
         if self._no_body or not data:
             return
         try:
-            out = self._h11.send(h11.Data(data=data))
+            # The passthrough form hands back h11's pieces (chunk header, data, CRLF) instead
+            # of joining them: a large body is not copied.
+            out = self._h11.send_with_data_passthrough(h11.Data(data=data))
         except h11.LocalProtocolError as exc:
             raise ValueError(f"invalid response body: {exc}") from None
         if out:
-            self._out.append(out)
+            self._out.extend(out)
 
     def send_end(self, trailers: Headers | None = None) -> None:
         """Queue the end of the response. Raises :class:`ValueError` when the body fell short
@@ -419,6 +427,13 @@ class H1Connection:
             return b""
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def data_to_send_parts(self) -> list[bytes]:
+        """Take the bytes queued for the peer as the pieces they were queued in, so a large
+        body can be written without first being copied into one buffer."""
+        out = self._out
+        self._out = []
+        return out
 
     # --- the keep-alive cycle ----------------------------------------------------------
     def close_after_response(self) -> None:

@@ -252,7 +252,13 @@ class HttptoolsH1Connection:
                 self._head_partial = len(data) - max(end + 4 if end >= 0 else 0, self._feed_body)
             else:
                 self._head_partial += len(data)
-            if self._head_partial > self._max_head:
+            if not self._fields and (
+                len(self._url) + 10 > self._limits.max_request_line_size
+                or (not self._url and self._head_partial > self._limits.max_request_line_size)
+            ):
+                # Still in the request line (llhttp hands the target over as it comes).
+                self._fail(ProtocolError("request line too long", status_code=414))
+            elif self._head_partial > self._max_head:
                 self._fail(ProtocolError("request header fields too large", status_code=431))
 
     def _on_upgrade(self, rest: bytes) -> None:
@@ -557,6 +563,13 @@ class HttptoolsH1Connection:
             return b""
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def data_to_send_parts(self) -> list[bytes]:
+        """Take the bytes queued for the peer as the pieces they were queued in, so a large
+        body can be written without first being copied into one buffer."""
+        out = self._out
+        self._out = []
+        return out
 
     # --- the keep-alive cycle ----------------------------------------------------------
     def close_after_response(self) -> None:

@@ -162,6 +162,9 @@ class H2Connection:
         # A compressed header block is no larger than the list it decodes to, give or take
         # padding: bound it so h2 never buffers more (its own cap is 64 CONTINUATION frames).
         self._max_block = max_header_list_size + max_frame_size
+        # HEADERS frames handed to h2 at once (see receive_data), and where to split this read.
+        self._batch = max(1, max_concurrent_streams // 2)
+        self._cuts: list[int] = []
 
     # --- set-up ------------------------------------------------------------------------
     def _after_initiate(self) -> None:
@@ -208,6 +211,9 @@ class H2Connection:
         request work, time and size header blocks. Returns why the connection must end, or
         ``None``."""
         n = len(data)
+        cuts = self._cuts = []
+        batch = self._batch
+        headers = 0
         skip = self._skip
         pos = min(skip, n)
         skip -= pos
@@ -226,6 +232,10 @@ class H2Connection:
                 partial.clear()
             else:
                 head = data[pos : pos + 9]
+                if head[3] == _HEADERS:
+                    headers += 1
+                    if headers > batch and (headers - 1) % batch == 0:
+                        cuts.append(pos)
                 pos += 9
             length = int.from_bytes(head[:3], "big")
             ftype = head[3]
@@ -274,6 +284,21 @@ class H2Connection:
         if flood is not None:
             # Refused before h2 processes (and answers) any of it.
             return [self._terminate(ENHANCE_YOUR_CALM, flood)]
+        cuts = self._cuts
+        if not cuts:
+            return self._process(data)
+        # Many requests in one read: hand them to h2 a batch at a time, so that the streams it
+        # holds open before we can refuse any stay under its own (loose) limit.
+        out: list[Event] = []
+        last = 0
+        for cut in [*cuts, len(data)]:
+            out += self._process(data[last:cut])
+            last = cut
+            if self.terminated:
+                break
+        return out
+
+    def _process(self, data: bytes) -> list[Event]:
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -366,11 +391,13 @@ class H2Connection:
     def _on_request(self, ev: Any) -> Request | None:
         sid = ev.stream_id
         self._highest_stream = max(self._highest_stream, sid)
-        if (
-            len(self.active) >= self.max_concurrent_streams
-            or (self._goaway_sent_at is not None and sid > self._goaway_sent_at)
-        ):
-            self._h2.reset_stream(sid, REFUSED_STREAM)
+        if self._goaway_sent_at is not None and sid > self._goaway_sent_at:
+            self.reset_stream(sid, REFUSED_STREAM)
+            return None
+        if len(self.active) >= self.max_concurrent_streams:
+            # Counted: a client that ignores our SETTINGS gets its streams refused for free.
+            self._resets += 1
+            self.reset_stream(sid, REFUSED_STREAM)
             return None
         method = target = authority = b""
         scheme = protocol = None
@@ -393,7 +420,7 @@ class H2Connection:
             # RFC 9113 §8.3.1: ASGI apps look for Host; give them :authority under that name.
             headers.insert(0, (b"host", authority))
         if method == b"CONNECT" and protocol is None:
-            self._h2.reset_stream(sid, PROTOCOL_ERROR)
+            self.reset_stream(sid, PROTOCOL_ERROR)
             return None
         ended = ev.stream_ended is not None
         status = 0
