@@ -281,14 +281,19 @@ async def measure(
     await asyncio.wait_for(asyncio.gather(*(c.ready for c in clients)), 20)
     await asyncio.sleep(warmup)
     c0, t0, cpu0 = sum(counts), time.perf_counter(), tree_cpu_seconds(pid)
+    own0 = time.process_time()
     await asyncio.sleep(duration)
     c1, t1, cpu1 = sum(counts), time.perf_counter(), tree_cpu_seconds(pid)
+    own1 = time.process_time()
     for c in clients:
         c.running = False
     if min(counts) == 0:
         raise RuntimeError("a connection completed no round trip")
     for c in clients:
         c.transport.close()  # type: ignore[union-attr]
+    if (own1 - own0) / (t1 - t0) > 0.9:
+        print(f"    (the client used {(own1 - own0) / (t1 - t0):.0%} of its CPU: it may be "
+              "the bottleneck)")
     return (c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (c1 - c0) * 1e6
 
 

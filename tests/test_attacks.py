@@ -32,11 +32,13 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from trio_http import Config, RunningServer
+from trio_http import Config, ConfigError, RunningServer
+from trio_http._cli import build_parser, config_from_args
 
 from .apps.peers import (
     H1Client,
     H2Client,
+    StreamState,
     connect,
     goaway_of,
     parse_frames,
@@ -503,6 +505,32 @@ async def test_http2_slow_header_block_gets_goaway(start_server, autojump_clock)
     await good.aclose()
 
 
+async def test_http2_header_block_split_across_reads_is_served(start_server):
+    # The first read (taken while choosing the protocol) ends inside a header block: its
+    # deadline must run from the server's clock, not from zero.
+    server, good = await start(start_server)
+    stream = await connect(server.port)
+    client = H2Client(stream)
+    client.conn.initiate_connection()
+    # A field larger than a frame: h2 sends HEADERS and CONTINUATION.
+    sid = client.conn.get_next_available_stream_id()
+    client.conn.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"),
+                                   (b":authority", b"a"), (b":path", b"/split"),
+                                   (b"x-big", b"v" * 20000)], end_stream=True)
+    client.streams[sid] = StreamState()
+    data = client.conn.data_to_send()
+    cut = len(data) - 5000  # inside the CONTINUATION frame
+    await stream.send_all(data[:cut])
+    await trio.testing.wait_all_tasks_blocked()
+    await stream.send_all(data[cut:])
+    with trio.fail_after(10):
+        await client.wait_done(sid)
+    assert client.streams[sid].status == 200
+    assert client.goaway is None
+    await client.aclose()
+    await good.aclose()
+
+
 async def test_http2_pings_do_not_keep_an_idle_connection_open(start_server, autojump_clock):
     server = await start_server(Recorder(), config=Config(lifespan="off", keep_alive_timeout=5))
     client = await H2Client.open(server.port)
@@ -963,3 +991,31 @@ async def test_unread_socket_bytes_do_not_leak_between_connections(start_server)
     await good.check()
     assert "/smuggled" not in app.paths
     await good.aclose()
+
+
+# --- configuration -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_request_line_size", 0), ("max_request_header_count", 0), ("max_request_body_size", 0),
+    ("max_requests_per_connection", -1), ("request_head_timeout", 0), ("body_read_timeout", -1),
+    ("h2_reset_budget", 0), ("h2_control_frame_budget", 0),
+])
+def test_limits_are_validated(field, value):
+    with pytest.raises(ConfigError):
+        Config(**{field: value})
+
+
+def test_limit_flags_reach_the_config():
+    args = build_parser().parse_args([
+        "--max-request-body-size", "1000", "--request-head-timeout", "none",
+        "--body-read-timeout", "7.5", "--write-timeout", "off", "--max-request-line-size", "200",
+        "--max-request-header-count", "20", "--max-requests-per-connection", "3",
+        "--h2-reset-budget", "10", "--h2-control-frame-budget", "50",
+    ])
+    cfg = config_from_args(args)
+    assert (cfg.max_request_body_size, cfg.request_head_timeout, cfg.body_read_timeout,
+            cfg.write_timeout, cfg.max_request_line_size, cfg.max_request_header_count,
+            cfg.max_requests_per_connection, cfg.h2_reset_budget,
+            cfg.h2_control_frame_budget) == (1000, None, 7.5, None, 200, 20, 3, 10, 50)
+    defaults = config_from_args(build_parser().parse_args([]))
+    assert defaults.max_request_body_size is None and defaults.request_head_timeout == 10

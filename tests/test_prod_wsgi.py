@@ -65,13 +65,15 @@ async def test_thread_limiter_bounds_concurrency(start_server):
     async def one(client: httpx.AsyncClient) -> None:
         results.append((await client.get(server.urls[0])).status_code)
 
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=10)) as client:
+    # A generous client timeout: under CPU load the default 5 s could cancel a request and
+    # blur what the limiter did.
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=10), timeout=60) as client:
         async with trio.open_nursery() as nursery:
             for _ in range(5):
                 nursery.start_soon(one, client)
             with trio.fail_after(10):
                 # Threads, not tasks, move it: poll.
-                while app.limiter.statistics().tasks_waiting < 3:  # noqa: ASYNC110
+                while app.limiter.statistics().tasks_waiting < 3 or running < 2:  # noqa: ASYNC110
                     await trio.sleep(0.01)
             assert app.limiter.borrowed_tokens == 2
             gate.set()

@@ -136,3 +136,18 @@ async def test_demo_websocket_echo() -> None:
             assert ws is not None
             with trio.fail_after(10):
                 assert await ws.receive_message() == "welcome: a WebSocket over HTTP/2"
+
+
+def test_websocket_flags_reach_the_config() -> None:
+    from trio_http._cli import build_parser, config_from_args
+
+    args = build_parser().parse_args([
+        "--ws-max-message-size", "4096", "--ws-max-queue", "3", "--ws-ping-interval", "15",
+        "--ws-ping-timeout", "7.5", "--no-ws-per-message-deflate",
+    ])
+    config = config_from_args(args)
+    assert (config.websocket_max_message_size, config.websocket_max_queue,
+            config.websocket_ping_interval, config.websocket_ping_timeout,
+            config.websocket_per_message_deflate) == (4096, 3, 15.0, 7.5, False)
+    defaults = config_from_args(build_parser().parse_args([]))
+    assert defaults.websocket_ping_interval is None and defaults.websocket_per_message_deflate

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 
-from trio_http import Config, serve_asgi
+from trio_http import ClientDisconnected, Config, serve_asgi
 
 from .apps.ws_apps import Recorder, echo_app
 from .apps.ws_peers import (
@@ -329,3 +329,35 @@ async def test_upgrade_during_shutdown_is_refused(
         while chunk := await stream.receive_some(65536):
             out += chunk
     assert out.startswith(b"HTTP/1.1 200") and b"101 Switching" not in out
+
+
+async def test_write_stalled_past_write_timeout_drops_the_peer(
+    autojump_clock: Any, start_server: Any
+) -> None:
+    outcome: dict[str, Any] = {}
+    done = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        start = trio.current_time()
+        try:
+            while True:  # the peer never reads: the socket buffers fill, then send() stalls
+                await send({"type": "websocket.send", "bytes": b"\0" * 262144})
+        except BaseException as exc:
+            outcome["error"] = exc
+            outcome["elapsed"] = trio.current_time() - start
+            raise
+        finally:
+            done.set()
+
+    server = await start_server(app, config=Config(write_timeout=10))
+    async with open_ws("h1", server.port) as ws:
+        ws.stream.socket.setsockopt(  # type: ignore[attr-defined]
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        await done.wait()
+    assert isinstance(outcome["error"], ClientDisconnected)
+    # The write that stalled was dropped write_timeout seconds after it began.
+    assert 10 <= outcome["elapsed"] < 11

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket as stdlib_socket
 import ssl
+import sys
 from typing import Any
 
 import trio
@@ -181,13 +182,32 @@ async def serve_connection(
         await _close(stream)
 
 
+if sys.platform != "win32":
+    import fcntl
+    import termios
+
+    def _unread_bytes(stream: trio.SocketStream) -> int:
+        """Bytes received by the kernel and not read yet (FIONREAD); 0 if it cannot tell."""
+        try:
+            buf = fcntl.ioctl(stream.socket.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return 0
+        return int.from_bytes(buf, sys.byteorder)
+
+else:  # pragma: no cover - no FIONREAD through fcntl on Windows
+
+    def _unread_bytes(stream: trio.SocketStream) -> int:
+        return 0
+
+
 async def _close(stream: trio.abc.Stream) -> None:
     """Close a connection so that what we sent last (a 400, a GOAWAY) reaches the peer:
     closing a socket with unread input makes the kernel send RST, and the peer then discards
-    what it had not read yet. So send FIN first and read until the peer closes too ("lingering
-    close", RFC 9112 §9.6), for at most LINGER_TIMEOUT seconds and LINGER_BYTES bytes."""
+    what it had not read yet. So when input is waiting, send FIN first and read until the peer
+    closes too ("lingering close", RFC 9112 §9.6), for at most LINGER_TIMEOUT seconds and
+    LINGER_BYTES bytes. A connection with nothing unread closes at once."""
     try:
-        if isinstance(stream, trio.abc.HalfCloseableStream):
+        if isinstance(stream, trio.SocketStream) and _unread_bytes(stream):
             with trio.move_on_after(LINGER_TIMEOUT):
                 await stream.send_eof()
                 drained = 0

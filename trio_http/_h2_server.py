@@ -127,7 +127,7 @@ class H2Server:
             else:
                 conn.initiate()
             if data:
-                self._handle(conn.receive_data(data), nursery)
+                self._handle(conn.receive_data(data, trio.current_time()), nursery)
             self.kick()
             try:
                 await self._reader(nursery)
@@ -422,7 +422,8 @@ class _Stream:
             # No await between the checks above and this wait, so no wake-up is lost.
             self._readable = trio.Event()
             timeout = self.server.ctx.config.body_read_timeout
-            if self.ended or timeout is None:
+            # An extended CONNECT stream (a WebSocket) may rightly be silent for long.
+            if self.ended or timeout is None or self.request.protocol is not None:
                 await self._readable.wait()
                 continue
             with trio.move_on_after(timeout) as scope:

@@ -182,6 +182,7 @@ class WebSocketSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._keepalive)
+                nursery.start_soon(self.transport.watchdog)
                 try:
                     linger = await self._run_app()
                 finally:

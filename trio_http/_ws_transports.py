@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import trio
@@ -35,17 +36,27 @@ class Transport(Protocol):
     async def receive_some(self) -> bytes: ...
     async def send_all(self, data: bytes) -> None: ...
     async def finish(self, *, linger: bool) -> None: ...
+    async def watchdog(self) -> None: ...
 
 
 class SocketTransport:
-    """The byte stream of an upgraded HTTP/1.1 connection."""
+    """The byte stream of an upgraded HTTP/1.1 connection.
 
-    __slots__ = ("_read_size", "_timeout", "broken", "stream")
+    A write may stall for at most ``write_timeout`` seconds: :meth:`watchdog` (run beside the
+    session) then closes the stream, which fails the write with :class:`ClientDisconnected`.
+    A watchdog rather than a cancel scope per write, because a scope with a deadline costs
+    more than a small WebSocket message: writes only note when they start, and arm the
+    watchdog's deadline when it is not armed already."""
+
+    __slots__ = ("_read_size", "_timeout", "_watch_scope", "_write_started", "broken",
+                 "stream")
 
     def __init__(self, stream: trio.abc.Stream, read_size: int, write_timeout: float | None):
         self.stream = stream
         self._read_size = read_size
         self._timeout = write_timeout
+        self._write_started: float | None = None
+        self._watch_scope: trio.CancelScope | None = None
         self.broken = False
 
     async def receive_some(self) -> bytes:
@@ -57,22 +68,41 @@ class SocketTransport:
     async def send_all(self, data: bytes) -> None:
         if self.broken:
             raise ClientDisconnected("the WebSocket peer has disconnected")
+        scope = self._watch_scope
+        if scope is not None:
+            self._write_started = started = trio.current_time()
+            if scope.deadline == math.inf:
+                scope.deadline = started + self._timeout  # type: ignore[operator]
         try:
-            if self._timeout is None:
-                await self.stream.send_all(data)
-            else:
-                # A bare CancelScope: trio.fail_after's context-manager wrapper costs more
-                # than a small write.
-                with trio.CancelScope(deadline=trio.current_time() + self._timeout) as scope:
-                    await self.stream.send_all(data)
-                if scope.cancelled_caught:
-                    raise trio.TooSlowError
-        except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
+            await self.stream.send_all(data)
+        except _STREAM_ERRORS as exc:
             self.broken = True
             raise ClientDisconnected("the WebSocket peer has disconnected") from exc
         except BaseException:
             self.broken = True  # cancelled mid-write: the framing on the wire is lost
             raise
+        finally:
+            self._write_started = None
+
+    async def watchdog(self) -> None:
+        """Close the stream once a write has stalled for ``write_timeout`` seconds."""
+        timeout = self._timeout
+        if timeout is None:
+            return
+        try:
+            while True:
+                started = self._write_started
+                with trio.CancelScope(
+                    deadline=math.inf if started is None else started + timeout
+                ) as self._watch_scope:
+                    await trio.sleep_forever()
+                started = self._write_started
+                if started is not None and trio.current_time() - started >= timeout:
+                    self.broken = True
+                    await trio.aclose_forcefully(self.stream)
+                    return
+        finally:
+            self._watch_scope = None
 
     async def finish(self, *, linger: bool) -> None:
         if not linger or self.broken:
@@ -132,6 +162,9 @@ class StreamTransport:
         except ClientDisconnected:
             self.broken = True
             raise
+
+    async def watchdog(self) -> None:
+        return  # the HTTP/2 (HTTP/3) layer bounds its own writes
 
     async def finish(self, *, linger: bool) -> None:
         if self.broken or self.stream.response_done:

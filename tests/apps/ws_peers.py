@@ -108,6 +108,8 @@ class WSPeer:
 
     async def next_event(self) -> Event | None:
         """The next wsproto event; ``None`` once the transport ended."""
+        # Frames may already be parsed: those that came with the handshake response.
+        self.events.extend(self.ws.events())
         while not self.events:
             if self.eof:
                 return None

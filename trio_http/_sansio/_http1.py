@@ -9,7 +9,6 @@ head, its body and its end can leave in one write.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -86,8 +85,6 @@ class RequestLimits:
 
 DEFAULT_LIMITS = RequestLimits()
 
-#: The end of a request head as h11 finds it (a blank line, CRLF or bare LF).
-_HEAD_END = re.compile(b"\n\r?\n")
 #: What a request head may hold: field values' bytes (RFC 9110 §5.5) and line ends.
 _HEAD_BYTES = VALUE_BYTES + b"\r\n"
 
@@ -105,11 +102,14 @@ def _check_request(
     http_version: bytes,
     fields: Headers,
     limits: RequestLimits = DEFAULT_LIMITS,
+    *,
+    values_checked: bool = False,
 ) -> tuple[bytes | None, bool]:
     """Apply ``limits`` (414, 431, 413) and reject the request shapes that smuggling relies on
     (RFC 9112 §3, §6.1, §6.3; RFC 9110 §5.5, §7.2), for any parser: ``fields`` are the header
     fields as parsed (lowercase names, values with surrounding whitespace removed),
-    ``http_version`` ``b"1.1"`` or ``b"1.0"``.
+    ``http_version`` ``b"1.1"`` or ``b"1.0"``. ``values_checked``: the caller has already
+    refused control characters in the head as received.
 
     Returns (upgrade token, expect 100-continue). Raises :class:`ProtocolError` with the
     status to answer: 400, 405 (CONNECT), 413, 414, 431, 501 (transfer-coding), 505.
@@ -128,7 +128,7 @@ def _check_request(
     size = len(method) + len(target) + 12
     for name, value in fields:
         size += len(name) + len(value) + 4
-        if value.translate(None, VALUE_BYTES):
+        if not values_checked and value.translate(None, VALUE_BYTES):
             # h11 lets most C0 controls and DEL through; other hops may read them as
             # separators or whitespace (RFC 9110 §5.5).
             raise ProtocolError(f"control character in the {name!r} field")
@@ -306,8 +306,11 @@ class H1Connection:
         # line ends, obs-fold continuation lines (RFC 9112 §2.2, §5.2), and repeated or
         # list-form Content-Length (RFC 9110 §8.6), all of which other hops may frame
         # differently. Only a complete head is checked; the search resumes where it stopped.
-        m = _HEAD_END.search(raw, max(0, self._scanned - 3))
-        if m is None:
+        start = max(0, self._scanned - 3)
+        end = raw.find(b"\r\n\r\n", start)
+        if end < 0:
+            if raw.find(b"\n\n", start) >= 0 or raw.find(b"\n\r\n", start) >= 0:
+                raise ProtocolError("bare LF in the request head")  # h11 would end it there
             # Still incomplete: refuse binary garbage (a TLS hello, a stray protocol) now
             # rather than when the head times out.
             if raw[self._scanned :].translate(None, _HEAD_BYTES):
@@ -315,13 +318,15 @@ class H1Connection:
             self._scanned = len(raw)
             return
         self._scanned = 0
-        end = m.end()
-        crlf = raw.count(b"\r\n", 0, end)
-        if raw.count(b"\n", 0, end) != crlf or raw.count(b"\r", 0, end) != crlf:
-            raise ProtocolError("bare CR or LF in the request head")
-        if raw.find(b"\n ", 0, end) >= 0 or raw.find(b"\n\t", 0, end) >= 0:
+        end += 4
+        head = raw[:end]
+        if head.translate(None, _HEAD_BYTES):
+            raise ProtocolError("control character in the request head")
+        if head.count(b"\n") != head.count(b"\r\n"):  # (h11 refuses a bare CR itself)
+            raise ProtocolError("bare LF in the request head")
+        if head.find(b"\n ") >= 0 or head.find(b"\n\t") >= 0:
             raise ProtocolError("obsolete line folding in the request head")
-        head = bytes(raw[:end]).lower()
+        head = head.lower()
         i = head.find(b"\ncontent-length:")
         if i >= 0:
             if head.find(b"\ncontent-length:", i + 16) >= 0:
@@ -332,7 +337,8 @@ class H1Connection:
     def _on_request(self, event: h11.Request) -> Request:
         fields = _fields(event.headers)
         upgrade, expect = _check_request(
-            event.method, event.target, event.http_version, fields, self._limits
+            event.method, event.target, event.http_version, fields, self._limits,
+            values_checked=self._raw is not None,
         )
         request = Request(
             stream_id=1,
