@@ -114,7 +114,10 @@ async def test_compressed_bomb_is_stopped_at_the_limit(start_server: Any, transp
     recorder = Recorder()
     server = await start_server(recorder, config=Config(websocket_max_message_size=1 << 20))
     async with open_ws(transport, server.port, deflate=True) as ws:
-        await ws.send_bytes(b"\0" * (64 << 20))  # 64 MiB of zeros: about 64 kB compressed
+        try:
+            await ws.send_bytes(b"\0" * (64 << 20))  # 64 MiB of zeros: about 64 kB compressed
+        except (ConnectionResetError, trio.BrokenResourceError):
+            pass  # the server stopped reading this stream before the end of the message
         with trio.fail_after(10):
             code, _ = await ws.expect_close(reply=False)
     assert code == 1009
