@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     python benchmarks/ws_echo.py [--duration S] [--warmup S] [--repeats N]
                                  [--connections N] [--size BYTES] [--binary]
-                                 [--servers trio_http hypercorn-trio uvicorn]
+                                 [--servers trio_http hypercorn-trio uvicorn floor]
 
 Each server runs the same ASGI echo app (``app`` below) in a fresh subprocess pinned to CPU 0
 (``taskset -c 0``); the client runs in this process pinned to CPU 1. The client opens
@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -74,9 +75,39 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
+async def _floor_connection(stream: Any) -> None:
+    """The reference floor: one trio task per connection, wsproto's handshake and frames,
+    no ASGI, no limits. No server built on trio and wsproto can do less per message."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import AcceptConnection, BytesMessage, TextMessage
+    from wsproto.handshake import H11Handshake
+
+    hs = H11Handshake(ConnectionType.SERVER)
+    while not list(hs.events()):
+        hs.receive_data(await stream.receive_some(65536))
+    await stream.send_all(hs.send(AcceptConnection()))
+    conn = Connection(ConnectionType.SERVER)
+    while data := await stream.receive_some(65536):
+        conn.receive_data(data)
+        out = b""
+        for ev in conn.events():
+            if isinstance(ev, (TextMessage, BytesMessage)):
+                out += conn.send(type(ev)(data=ev.data))
+        if out:
+            await stream.send_all(out)
+
+
+def serve_floor(port: int) -> None:
+    import trio
+
+    trio.run(functools.partial(trio.serve_tcp, _floor_connection, port, host=HOST))
+
+
 # --- servers -----------------------------------------------------------------------------
 def server_command(name: str, port: int) -> list[str]:
     py = sys.executable
+    if name == "floor":
+        return [py, str(Path(__file__).resolve()), "--serve-floor", str(port)]
     if name == "trio_http":
         return [py, "-m", "trio_http", APP, "--bind", f"{HOST}:{port}", "--log-level", "warning"]
     if name == "hypercorn-trio":
@@ -307,9 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=16, help="message bytes (default 16)")
     p.add_argument("--binary", action="store_true", help="binary messages (default text)")
     p.add_argument(
-        "--servers", nargs="+", default=[SUBJECT, BASELINE], choices=[SUBJECT, BASELINE, "uvicorn"]
+        "--servers", nargs="+", default=[SUBJECT, BASELINE],
+        choices=[SUBJECT, BASELINE, "uvicorn", "floor"],
+        help="servers to measure; 'floor' is a reference single-task trio+wsproto echo loop "
+             "(no ASGI, no limits): the least any trio+wsproto server can do per message",
     )
+    p.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.serve_floor:
+        serve_floor(args.serve_floor)
+        return 0
 
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})

@@ -31,6 +31,8 @@ class Response:
     reset: int | None = None
     done: trio.Event = field(default_factory=trio.Event)
     headers_received: trio.Event = field(default_factory=trio.Event)
+    interim: list[Headers] = field(default_factory=list)  # 1xx responses, in order
+    trailers: Headers = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
@@ -116,7 +118,12 @@ class H3Client:
                 if r is None:
                     continue
                 if isinstance(h, h3e.HeadersReceived):
-                    if not r.status:
+                    status = dict(h.headers).get(b":status", b"")
+                    if r.status:
+                        r.trailers = list(h.headers)
+                    elif status.startswith(b"1"):
+                        r.interim.append(list(h.headers))
+                    else:
                         r.headers = list(h.headers)
                         r.status = int(dict(h.headers)[b":status"])
                         r.headers_received.set()

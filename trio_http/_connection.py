@@ -15,6 +15,7 @@ import trio
 from ._asgi import error_logger, wrap_app
 from ._config import Config
 from ._context import ServerContext
+from ._extensions import H1_EXTENSIONS, H2_EXTENSIONS, with_extensions
 from ._h1_server import H1Server
 from ._h2_server import H2Server
 from ._proxy import accept_proxy_protocol
@@ -134,13 +135,13 @@ async def serve_connection(
             data += chunk
             proto = select_protocol(alpn, data)
         if proto == "h2":
-            h2_server = H2Server(stream, ctx, info)
+            h2_server = H2Server(stream, ctx, with_extensions(info, H2_EXTENSIONS))
             conn.handler = h2_server
             if conn.shutdown:
                 h2_server.begin_shutdown()
             await h2_server.run(data)
             return
-        h1 = H1Server(stream, ctx, info, data)
+        h1 = H1Server(stream, ctx, with_extensions(info, H1_EXTENSIONS), data)
         conn.handler = h1
         if conn.shutdown:
             h1.begin_shutdown()
@@ -153,7 +154,7 @@ async def serve_connection(
             await ws.run()
         elif takeover is not None and takeover.request.upgrade == b"h2c":
             settings = next(v for n, v in takeover.request.headers if n == b"http2-settings")
-            h2_server = H2Server(stream, ctx, info)
+            h2_server = H2Server(stream, ctx, with_extensions(info, H2_EXTENSIONS))
             conn.handler = h2_server
             if conn.shutdown:
                 h2_server.begin_shutdown()

@@ -17,11 +17,22 @@ import trio
 
 from ._asgi import error_logger, log_access, log_app_exception, response_head
 from ._errors import ClientDisconnected, ProtocolError
+from ._extensions import (
+    EARLY_HINT,
+    FILE_MESSAGES,
+    INFORMATIONAL,
+    PUSH,
+    TRAILERS,
+    gather_trailers,
+    h1_accepts_trailers,
+    informational_head,
+    send_file,
+)
 from ._sansio._events import NEED_DATA, ConnectionTerminated, Data, EndOfMessage, Request
 from ._sansio._h1_parser import make_h1_connection
 from ._sansio._http1 import RequestLimits
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._types import Message
+from ._types import Headers, Message
 
 if TYPE_CHECKING:
     from ._context import ServerContext
@@ -322,6 +333,8 @@ class _Cycle:
         "started",
         "start_message",
         "status",
+        "trailers",
+        "trailers_due",
         "wait_scope",
     )
 
@@ -338,6 +351,9 @@ class _Cycle:
         self.started = time.perf_counter() if server.ctx.access_log else 0.0
         self.scope: dict[str, Any] | None = None
         self.wait_scope: trio.CancelScope | None = None
+        #: Trailer fields gathered when the response promised some and can carry them.
+        self.trailers: Headers | None = None
+        self.trailers_due = False  # the body is complete; the trailers end the response
 
     async def receive(self) -> Message:
         server = self.server
@@ -434,25 +450,62 @@ class _Cycle:
             more = message.get("more_body", False)
             if server.broken:
                 raise ClientDisconnected("the client has disconnected")
+            if self.trailers_due:
+                raise RuntimeError("ASGI: http.response.body after the final body")
             if not conn.response_started:
-                self._start(len(body) if not more else None)
+                # With trailers to come, the body must be chunked: no content-length.
+                self._start(len(body) if not more and self.trailers is None else None)
             if body:
                 self.sent += len(body)
                 conn.send_data(body)
             if not more:
-                conn.send_end()
-                self.response_done = True
-                self.start_message = None
-                if self.wait_scope is not None:
-                    self.wait_scope.cancel()
+                if self.trailers is not None:
+                    self.trailers_due = True
+                else:
+                    conn.send_end()
+                    self.response_done = True
+                    self.start_message = None
+                    if self.wait_scope is not None:
+                        self.wait_scope.cancel()
             await server._flush()
         elif t == "http.response.start":
             if self.start_message is not None or self.response_done:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.start_message = message
             self.status = message.get("status", 0)
-        else:
+            if message.get("trailers") and h1_accepts_trailers(self.request, message):
+                self.trailers = []
+        elif t in FILE_MESSAGES:
+            await send_file(self, message, head_sent=conn.response_started, cycle=self)
+        elif t == TRAILERS:
+            await self._send_trailers(message)
+        elif t == EARLY_HINT or t == INFORMATIONAL:
+            head = informational_head(message)
+            # Only before the final head; never to HTTP/1.0 (it would take a 1xx for the
+            # response); and not while the client waits for 100 Continue, which any 1xx would
+            # make h11 forget.
+            if (head is not None and not conn.response_started and not server.broken
+                    and self.request.http_version != "1.0"
+                    and (head[0] == 100 or not conn.waiting_for_100_continue)):
+                conn.send_informational(*head)
+                await server._flush()
+        elif t != PUSH:  # server push is HTTP/2 only: ignored here
             raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    async def _send_trailers(self, message: Message) -> None:
+        # Trailers the client did not ask for (no TE: trailers) were never gathered: the body's
+        # last message ended the response, and these messages are ignored.
+        trailers = gather_trailers(self, message)
+        if trailers is None:
+            return
+        if self.server.broken:
+            raise ClientDisconnected("the client has disconnected")
+        self.server.conn.send_end(trailers)
+        self.response_done = True
+        self.start_message = None
+        if self.wait_scope is not None:
+            self.wait_scope.cancel()
+        await self.server._flush()
 
     def _start(self, content_length: int | None) -> None:
         cfg = self.server.ctx.config

@@ -24,6 +24,19 @@ import trio
 
 from ._asgi import error_logger, log_access, log_app_exception, response_head
 from ._errors import ClientDisconnected
+from ._extensions import (
+    EARLY_HINT,
+    FILE_MESSAGES,
+    INFORMATIONAL,
+    PUSH,
+    PUSH_QUEUE,
+    TRAILERS,
+    gather_trailers,
+    h2_push,
+    informational_head,
+    send_file,
+    serve_pushes,
+)
 from ._sansio._events import (
     ConnectionTerminated,
     Data,
@@ -41,7 +54,7 @@ from ._sansio._http2 import (
     StreamClosed,
 )
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._types import Message
+from ._types import Headers, Message
 from ._websocket import WebSocketSession, serve_websocket_stream
 
 if TYPE_CHECKING:
@@ -90,6 +103,8 @@ class H2Server:
         self._closing = False  # no new streams; end once the active ones finish
         self._finished = False  # the reader is done: the writer flushes and returns
         self.broken = False
+        #: Requests promised by server push, for serve_pushes to start (PUSH_QUEUE of them).
+        self.pushes, self._pushed = trio.open_memory_channel[Request](PUSH_QUEUE)
 
     # --- lifecycle -------------------------------------------------------------------
     def begin_shutdown(self) -> None:
@@ -115,6 +130,7 @@ class H2Server:
         conn = self.conn
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer)
+            nursery.start_soon(serve_pushes, self, self._pushed, nursery)
             if upgrade is not None:
                 request, settings, body = upgrade
                 conn.initiate_upgrade(settings, request)
@@ -138,6 +154,7 @@ class H2Server:
                     st.cancel_scope.cancel()
                 conn.close()
                 self._closing = True
+                self.pushes.close()  # serve_pushes returns
                 # The writer flushes the final GOAWAY and returns (bounded by write_timeout,
                 # or by the shutdown deadline); the nursery then closes.
                 self._finished = True
@@ -352,6 +369,8 @@ class _Stream:
         "start_message",
         "started",
         "status",
+        "trailers",
+        "trailers_due",
         "_headers_sent",
         "_readable",
         "_writable",
@@ -375,6 +394,9 @@ class _Stream:
         self._headers_sent = False
         self._readable = trio.Event()
         self._writable = trio.Event()
+        #: Trailer fields gathered when the response promised some (``trailers: True``).
+        self.trailers: Headers | None = None
+        self.trailers_due = False  # the body is complete; the trailers end the stream
 
     def wake(self) -> None:
         self._readable.set()
@@ -447,18 +469,21 @@ class _Stream:
                 raise ClientDisconnected("the stream was reset or the connection closed")
             body = message.get("body", b"")
             more = message.get("more_body", False)
+            if self.trailers_due:
+                raise RuntimeError("ASGI: http.response.body after the final body")
+            last = not more and self.trailers is None  # this message ends the stream
             try:
                 if not self._headers_sent:
-                    self._send_head(end_stream=not body and not more)
+                    self._send_head(end_stream=not body and last)
                     if not body and not more:
-                        self._finish()
+                        self._body_complete(last)
                         return
                 view = memoryview(body)
                 while True:
                     await server.wait_writable()
                     if self.disconnected:
                         raise ClientDisconnected("the stream was reset or the connection closed")
-                    n = conn.send_data(sid, view, end_stream=not more)
+                    n = conn.send_data(sid, view, end_stream=last)
                     if n:
                         self.sent += n
                         server.queued(n)
@@ -472,7 +497,7 @@ class _Stream:
                     if not body:
                         # send_data() queued a bare END_STREAM, which queued() did not count.
                         server.kick()
-                    self._finish()
+                    self._body_complete(last)
             except StreamClosed:
                 self.disconnect()
                 raise ClientDisconnected("the stream was reset or the connection closed") from None
@@ -481,8 +506,45 @@ class _Stream:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.start_message = message
             self.status = message.get("status", 0)
+            if message.get("trailers"):
+                self.trailers = []
+        elif t in FILE_MESSAGES:
+            await send_file(self, message, head_sent=self._headers_sent)
+        elif t == TRAILERS:
+            self._send_trailers(message)
+        elif t == EARLY_HINT or t == INFORMATIONAL:
+            head = informational_head(message)
+            if head is not None and not self._headers_sent and not self.disconnected:
+                try:
+                    conn.send_response(sid, *head)  # HEADERS without END_STREAM
+                except StreamClosed:
+                    self.disconnect()
+                    raise ClientDisconnected("the stream was reset") from None
+                server.kick()
+        elif t == PUSH:
+            h2_push(self, message)
         else:
             raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    def _body_complete(self, last: bool) -> None:
+        if last:
+            self._finish()
+        else:
+            self.trailers_due = True
+
+    def _send_trailers(self, message: Message) -> None:
+        trailers = gather_trailers(self, message)
+        if trailers is None:
+            return
+        if self.disconnected:
+            raise ClientDisconnected("the stream was reset or the connection closed")
+        try:
+            self.server.conn.end_stream(self.request.stream_id, trailers)
+        except StreamClosed:
+            self.disconnect()
+            raise ClientDisconnected("the stream was reset or the connection closed") from None
+        self.server.kick()
+        self._finish()
 
     async def _wait_for_window(self) -> None:
         # A peer that never opens its window stalls us as surely as one that stops reading

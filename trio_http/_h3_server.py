@@ -26,6 +26,16 @@ import trio
 
 from ._asgi import error_logger, log_access, log_app_exception, response_head
 from ._errors import ClientDisconnected
+from ._extensions import (
+    EARLY_HINT,
+    FILE_MESSAGES,
+    INFORMATIONAL,
+    PUSH,
+    TRAILERS,
+    gather_trailers,
+    informational_head,
+    send_file,
+)
 from ._sansio._events import (
     ConnectionTerminated,
     Data,
@@ -44,7 +54,7 @@ from ._sansio._http3 import (
     StreamClosed,
 )
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._types import Message
+from ._types import Headers, Message
 from ._websocket import WebSocketSession, serve_websocket_stream
 
 if TYPE_CHECKING:
@@ -299,6 +309,8 @@ class _Stream:
         "start_message",
         "started",
         "status",
+        "trailers",
+        "trailers_due",
     )
 
     def __init__(self, server: H3Server, request: Request) -> None:
@@ -319,6 +331,9 @@ class _Stream:
         self._headers_sent = False
         self._readable = trio.Event()
         self._writable = trio.Event()
+        #: Trailer fields gathered when the response promised some (``trailers: True``).
+        self.trailers: Headers | None = None
+        self.trailers_due = False  # the body is complete; the trailers end the stream
 
     def wake(self) -> None:
         self._readable.set()
@@ -372,16 +387,19 @@ class _Stream:
                 raise ClientDisconnected("the stream was reset or the connection closed")
             body = message.get("body", b"")
             more = message.get("more_body", False)
+            if self.trailers_due:
+                raise RuntimeError("ASGI: http.response.body after the final body")
+            last = not more and self.trailers is None  # this message ends the stream
             try:
                 if not self._headers_sent:
-                    self._send_head(end_stream=not body and not more)
+                    self._send_head(end_stream=not body and last)
                     if not body and not more:
-                        self._finish()
+                        self._body_complete(last)
                         return
                 view = memoryview(body)
                 while view:
                     self._writable = trio.Event()
-                    n = conn.send_data(sid, view, end_stream=not more)
+                    n = conn.send_data(sid, view, end_stream=last)
                     if n:
                         self.sent += n
                         server.kick()
@@ -392,10 +410,10 @@ class _Stream:
                             raise ClientDisconnected(
                                 "the stream was reset or the connection closed")
                 if not more:
-                    if not body:
+                    if not body and last:
                         conn.end_stream(sid)
                         server.kick()
-                    self._finish()
+                    self._body_complete(last)
             except StreamClosed:
                 self.disconnect()
                 raise ClientDisconnected("the stream was reset or the connection closed") from None
@@ -404,8 +422,43 @@ class _Stream:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.start_message = message
             self.status = message.get("status", 0)
-        else:
+            if message.get("trailers"):
+                self.trailers = []
+        elif t in FILE_MESSAGES:
+            await send_file(self, message, head_sent=self._headers_sent)
+        elif t == TRAILERS:
+            self._send_trailers(message)
+        elif t == EARLY_HINT or t == INFORMATIONAL:
+            head = informational_head(message)
+            if head is not None and not self._headers_sent and not self.disconnected:
+                try:
+                    conn.send_response(sid, *head)  # an interim HEADERS frame
+                except StreamClosed:
+                    self.disconnect()
+                    raise ClientDisconnected("the stream was reset") from None
+                server.kick()
+        elif t != PUSH:  # no HTTP/3 server push: ignored
             raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
+
+    def _body_complete(self, last: bool) -> None:
+        if last:
+            self._finish()
+        else:
+            self.trailers_due = True
+
+    def _send_trailers(self, message: Message) -> None:
+        trailers = gather_trailers(self, message)
+        if trailers is None:
+            return
+        if self.disconnected:
+            raise ClientDisconnected("the stream was reset or the connection closed")
+        try:
+            self.server.conn.end_stream(self.request.stream_id, trailers)
+        except StreamClosed:
+            self.disconnect()
+            raise ClientDisconnected("the stream was reset or the connection closed") from None
+        self.server.kick()
+        self._finish()
 
     def _send_head(self, *, end_stream: bool) -> None:
         cfg = self.server.ctx.config

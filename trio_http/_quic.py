@@ -39,9 +39,11 @@ from aioquic.quic.retry import QuicRetryTokenHandler
 
 from ._config import Config, parse_bind
 from ._errors import BindError, ConfigError
+from ._extensions import H3_EXTENSIONS
 from ._h3_server import H3Server
 from ._sansio._http3 import H3Connection
 from ._sansio._scope import ConnectionInfo
+from ._tls_extension import quic_tls_extension
 
 if TYPE_CHECKING:
     from ._context import ServerContext
@@ -284,9 +286,15 @@ class QuicEndpoint:
             send_buffer_size=cfg.h3_stream_window_size,
         )
         host = self.address
+        extensions = dict(self.ctx.extensions)
+        for name in H3_EXTENSIONS:
+            extensions[name] = {}
+        # The cipher suite is filled in when the handshake completes (handshake_done), before
+        # any request is served.
+        extensions["tls"] = quic_tls_extension(cfg.certfile)
         info = ConnectionInfo(
             client=(addr[0], addr[1]), server=(host[0], host[1]), tls=True,
-            root_path=cfg.root_path, state=self.ctx.state, extensions=dict(self.ctx.extensions),
+            root_path=cfg.root_path, state=self.ctx.state, extensions=extensions,
         )
         server = H3Server(self, conn, self.ctx, info)
         self.connections.add(server)
@@ -308,6 +316,9 @@ class QuicEndpoint:
 
     def handshake_done(self, conn: H3Server) -> None:
         self.handshaking -= 1
+        tls = conn.info.extensions.get("tls")
+        if tls is not None:
+            tls["cipher_suite"] = conn.conn.cipher_suite
 
     def forget(self, conn: H3Server) -> None:
         """``conn`` has ended: drop its routes; end the endpoint if it was the last one

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["rfc4514_name", "server_cert_pem", "tls_extension"]
+__all__ = ["quic_tls_extension", "rfc4514_name", "server_cert_pem", "tls_extension"]
 
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _PEM_CERT = re.compile(
@@ -109,4 +109,18 @@ def tls_extension(
         "client_cert_error": None,
         "tls_version": _TLS_VERSIONS.get(version) if version else None,
         "cipher_suite": _cipher_id(cipher[0], context) if cipher else None,
+    }
+
+
+def quic_tls_extension(certfile: str | None) -> dict[str, Any]:
+    """The ``tls`` extension dict of an HTTP/3 connection: always TLS 1.3 (RFC 9001 §4.2), and
+    no client certificate (the QUIC endpoint does not ask for one). ``cipher_suite`` is
+    ``None`` until the handshake completes and the caller fills it in."""
+    return {
+        "server_cert": server_cert_pem(certfile),
+        "client_cert_chain": [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS["TLSv1.3"],
+        "cipher_suite": None,
     }

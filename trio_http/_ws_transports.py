@@ -68,11 +68,13 @@ class SocketTransport:
     async def send_all(self, data: bytes) -> None:
         if self.broken:
             raise ClientDisconnected("the WebSocket peer has disconnected")
-        scope = self._watch_scope
-        if scope is not None:
+        timeout = self._timeout
+        if timeout is not None:
+            # Noted even before the watchdog runs: it starts from the write in progress.
             self._write_started = started = trio.current_time()
-            if scope.deadline == math.inf:
-                scope.deadline = started + self._timeout  # type: ignore[operator]
+            scope = self._watch_scope
+            if scope is not None and scope.deadline == math.inf:
+                scope.deadline = started + timeout
         try:
             await self.stream.send_all(data)
         except _STREAM_ERRORS as exc:

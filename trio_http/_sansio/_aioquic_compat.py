@@ -8,7 +8,8 @@ aioquic's public API lacks three things a server with visible backpressure needs
   ``credit`` instead;
 * a view of a stream's send buffer (bytes written and not yet acknowledged), and of what
   aioquic's HTTP/3 layer still holds unparsed for a stream;
-* a way to send GOAWAY (RFC 9114 §5.2) on the HTTP/3 control stream.
+* a way to send GOAWAY (RFC 9114 §5.2) on the HTTP/3 control stream;
+* the negotiated TLS cipher suite (for the ASGI ``tls`` extension).
 
 Everything here reads or writes attributes aioquic 1.x keeps private; :func:`_check` verifies
 at import that the methods overridden exist, and this module is what to revisit when aioquic
@@ -31,6 +32,7 @@ __all__ = [
     "responses_acknowledged",
     "send_goaway",
     "send_room",
+    "tls_cipher_suite",
 ]
 
 
@@ -137,3 +139,10 @@ def send_goaway(quic: QuicConnection, h3: h3c.H3Connection, stream_id: int) -> N
         quic.send_stream_data(control, frame)
     except (ValueError, RuntimeError):
         pass
+
+
+def tls_cipher_suite(quic: QuicConnection) -> int | None:
+    """The IANA value of the TLS 1.3 cipher suite negotiated, or ``None`` before that."""
+    schedule = getattr(getattr(quic, "tls", None), "key_schedule", None)
+    suite = getattr(schedule, "cipher_suite", None)
+    return int(suite) if suite is not None else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 import h11
 from h11._headers import Headers as _H11Headers
@@ -55,6 +56,18 @@ def _response_headers(headers: Headers) -> _H11Headers:
 
 
 H1Event = Request | Data | EndOfMessage | ConnectionTerminated | NeedData | Paused
+
+
+class _Gap:
+    """Stands for body bytes written outside h11 (see :meth:`H1Connection.frame_external`)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def _fields(headers: _H11Headers) -> Headers:
@@ -355,12 +368,16 @@ class H1Connection:
 
     # --- output ------------------------------------------------------------------------
     def send_informational(self, status: int, headers: Headers) -> None:
-        """Queue a 1xx response (100 Continue, 101 Switching Protocols, 103 Early Hints)."""
-        self._out.append(
-            self._h11.send(h11.InformationalResponse(
+        """Queue a 1xx response (100 Continue, 101 Switching Protocols, 103 Early Hints).
+        Raises :class:`ValueError` for an invalid status or fields, or once a response has
+        started."""
+        try:
+            data = self._h11.send(h11.InformationalResponse(
                 status_code=status, headers=headers, reason=REASONS.get(status, b"")
-            )) or b""
-        )
+            ))
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid informational response: {exc}") from None
+        self._out.append(data or b"")
 
     def send_response(self, status: int, headers: Headers) -> None:
         """Queue the response head. Raises :class:`ValueError` for an invalid status or fields
@@ -393,6 +410,26 @@ class H1Connection:
             raise ValueError(f"invalid response body: {exc}") from None
         if out:
             self._out.extend(out)
+
+    def frame_external(self, n: int) -> tuple[bytes, bytes] | None:
+        """Count ``n`` body bytes that the caller writes itself (with ``os.sendfile``) and return
+        the framing to write just before and just after them (a chunk header and its CRLF, or
+        nothing); ``None`` when the body is dropped (HEAD, 204, 304). Anything queued in
+        :meth:`data_to_send` must be written first. Raises :class:`ValueError` when the bytes
+        overrun the declared Content-Length."""
+        if self._no_body or n <= 0:
+            return None
+        gap = _Gap(n)
+        try:
+            # h11's documented sendfile pattern: its writers take len() of the data and pass
+            # the object itself through, so a stand-in yields the framing around it.
+            parts: list[Any] = self._h11.send_with_data_passthrough(
+                h11.Data(data=gap)  # type: ignore[arg-type]
+            ) or []
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid response body: {exc}") from None
+        i = next(i for i, part in enumerate(parts) if part is gap)
+        return b"".join(parts[:i]), b"".join(parts[i + 1 :])
 
     def send_end(self, trailers: Headers | None = None) -> None:
         """Queue the end of the response. Raises :class:`ValueError` when the body fell short

@@ -505,6 +505,26 @@ class HttptoolsH1Connection:
         else:
             self._out.append(data)
 
+    def frame_external(self, n: int) -> tuple[bytes, bytes] | None:
+        """Count ``n`` body bytes that the caller writes itself (with ``os.sendfile``) and return
+        the framing to write just before and just after them (a chunk header and its CRLF, or
+        nothing); ``None`` when the body is dropped (HEAD, 204, 304). Anything queued in
+        :meth:`data_to_send` must be written first. Raises :class:`ValueError` when the bytes
+        overrun the declared Content-Length."""
+        if self._out_state != _BODY:
+            raise self._broken("invalid response body: no response in progress")
+        framing = self._framing
+        if framing == _NONE or n <= 0:
+            return None
+        if framing == _LENGTH:
+            if n > self._remaining:
+                raise self._broken("invalid response body: too much data for declared "
+                                   "Content-Length")
+            self._remaining -= n
+        elif framing == _CHUNKED:
+            return b"%x\r\n" % n, b"\r\n"
+        return b"", b""
+
     def send_end(self, trailers: Headers | None = None) -> None:
         """Queue the end of the response. Raises :class:`ValueError` when the body fell short
         of the declared Content-Length."""

@@ -344,7 +344,8 @@ class H2Connection:
                 out.append(WindowUpdated(ev.stream_id))
             elif t is h2.events.StreamReset:
                 if ev.stream_id in self.active:
-                    self._resets += 1
+                    # A client refusing a push (even stream) is not abuse: it did not ask.
+                    self._resets += ev.stream_id & 1
                     out.append(StreamReset(ev.stream_id, ev.error_code))
                     if self._over_reset_budget():
                         out.append(self._terminate(ENHANCE_YOUR_CALM, "too many stream resets"))
@@ -573,6 +574,37 @@ class H2Connection:
                 self._h2.end_stream(stream_id)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             raise StreamClosed(stream_id) from None
+
+    def push(
+        self, stream_id: int, path: bytes, headers: Headers, *, authority: bytes, scheme: str
+    ) -> Request | None:
+        """Promise a GET of ``path`` on ``stream_id`` (PUSH_PROMISE, RFC 9113 §8.4) and return
+        the request to serve on the promised stream, which then counts as active; ``None``
+        (nothing sent) when the client disabled pushes (SETTINGS_ENABLE_PUSH), has no room
+        for another stream of ours, or the stream or connection is closing. Raises
+        :class:`ValueError` for an invalid field."""
+        h = self._h2
+        if (self.terminated or self._goaway_sent_at is not None or not stream_id & 1
+                or not h.remote_settings.enable_push
+                or h.open_outbound_streams >= h.remote_settings.max_concurrent_streams
+                or len(self.active) >= self.max_concurrent_streams):
+            return None
+        block = [(b":method", b"GET"), (b":scheme", scheme.encode("ascii")),
+                 (b":authority", authority), (b":path", path)]
+        for name, value in headers:
+            check_field(name, value)
+            block.append((name, value))
+        try:
+            promised = h.get_next_available_stream_id()
+            h.push_stream(stream_id, promised, block)
+        except h2.exceptions.ProtocolError:
+            return None
+        self.active.add(promised)
+        return Request(
+            stream_id=promised, method=b"GET", target=path,
+            headers=[(b"host", authority), *headers], http_version="2", scheme=scheme,
+            authority=authority, end_stream=True,
+        )
 
     def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
         """Queue RST_STREAM for ``stream_id`` if it is still open (RFC 9113 §6.4)."""

@@ -55,6 +55,7 @@ from ._aioquic_compat import (
     responses_acknowledged,
     send_goaway,
     send_room,
+    tls_cipher_suite,
 )
 from ._events import (
     ConnectionTerminated,
@@ -195,6 +196,11 @@ class H3Connection:
     def host_cid(self) -> bytes:
         """The connection ID we chose; datagrams addressed to it belong here."""
         return bytes(self._quic.host_cid)
+
+    @property
+    def cipher_suite(self) -> int | None:
+        """The TLS cipher suite (IANA value) once the handshake has chosen it, else ``None``."""
+        return tls_cipher_suite(self._quic)
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` is due, in the clock of ``now``; ``None`` for never."""
