@@ -652,3 +652,38 @@ async def test_head_response_has_no_content(start_server, h3_config, h3_client):
     assert head.status == 200 and head.header(b"x-length") == b"5"
     assert head.ended and bytes(head.body) == b""
     assert bytes(get.body) == b"hello"
+
+
+async def test_request_limits_apply_to_http3(start_server, h3_config, h3_client):
+    """The request limits of HTTP/1.1 and HTTP/2 hold on HTTP/3 too: each refused stream gets
+    its status, the app never runs for it, and the connection goes on serving."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(scope["path"])
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = h3_config(max_request_header_count=10, max_request_line_size=200,
+                       max_request_body_size=1000)
+    server = await start_server(app, tls=True, config=config)
+    with trio.fail_after(10):
+        async with h3_client(server) as client:
+            many = await client.request(
+                "GET", "/many", headers=[(b"x-h%d" % i, b"v") for i in range(20)])
+            long = await client.get("/" + "a" * 300)
+            declared = await client.request(
+                "POST", "/declared", headers=[(b"content-length", b"5000")], body=b"x" * 5000)
+            streamed = await client.request("POST", "/streamed", body=b"x" * 5000)
+            fine = await client.request("POST", "/fine", body=b"x" * 500)
+    assert many.status == 431
+    assert long.status == 414
+    assert declared.status == 413
+    assert streamed.status == 413  # the app had not answered yet: a 413, not a reset
+    assert fine.status == 200 and bytes(fine.body) == b"ok"
+    assert "/many" not in seen and "/declared" not in seen
+    assert "/fine" in seen

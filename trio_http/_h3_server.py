@@ -371,7 +371,20 @@ class _Stream:
                 return _DISCONNECT
             # No await between the checks above and this wait, so no wake-up is lost.
             self._readable = trio.Event()
-            await self._readable.wait()
+            timeout = self.server.ctx.config.body_read_timeout
+            # An extended CONNECT stream (a WebSocket) may rightly be silent for long.
+            if self.ended or timeout is None or self.request.protocol is not None:
+                await self._readable.wait()
+                continue
+            with trio.move_on_after(timeout) as scope:
+                await self._readable.wait()
+            if scope.cancelled_caught:
+                # No body for body_read_timeout seconds: 408 (or a reset) and disconnect,
+                # as on HTTP/1.1 and HTTP/2.
+                self.server.ctx.counters.protocol_errors += 1
+                self.server.conn.abort_request(self.request.stream_id, 408)
+                self.server.kick()
+                self.disconnect()
 
     async def send(self, message: Message) -> None:
         t = message["type"]

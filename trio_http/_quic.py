@@ -284,6 +284,9 @@ class QuicEndpoint:
             max_concurrent_streams=cfg.h3_max_concurrent_streams,
             stream_window_size=cfg.h3_stream_window_size,
             send_buffer_size=cfg.h3_stream_window_size,
+            max_request_header_count=cfg.max_request_header_count,
+            max_request_line_size=cfg.max_request_line_size,
+            max_request_body_size=cfg.max_request_body_size,
         )
         host = self.address
         extensions = dict(self.ctx.extensions)

@@ -1,13 +1,16 @@
 """WebSocket sessions: the ASGI ``websocket`` protocol over an HTTP/1.1 upgrade (RFC 6455) or an
 extended CONNECT stream (HTTP/2, RFC 8441; HTTP/3, RFC 9220 reuses :func:`serve_websocket_stream`).
 
-Each session runs the app in the calling task, beside two tasks of its own nursery:
+Each session runs the app in the calling task, beside tasks of its own nursery:
 
 * the reader: transport -> frame layer -> bounded inbox (``websocket_max_queue`` messages).
   When the inbox is full the reader stops reading, so the peer meets TCP or HTTP/2
-  flow control. It answers PINGs and CLOSEs itself.
+  flow control. It answers PINGs and CLOSEs itself, so a WebSocket stays alive (and a
+  peer's CLOSE is seen) while the app is busy elsewhere; the price is one task switch per
+  incoming message.
 * the keepalive: PINGs every ``websocket_ping_interval`` seconds (1011 when no PONG comes within
   ``websocket_ping_timeout``), and the 1001 CLOSE of a graceful shutdown.
+* the transport's write watchdog (HTTP/1.1): ``write_timeout`` for a stalled write.
 
 Bytes leave through one FIFO lock: whoever changed the frame layer (the app's ``send()``, the
 reader, the keepalive) drains everything it holds, in order, so a CLOSE for a protocol error

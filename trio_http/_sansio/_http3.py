@@ -67,6 +67,7 @@ from ._events import (
     StreamReset,
     WindowUpdated,
 )
+from ._fields import check_field
 
 __all__ = [
     "H3_EXCESSIVE_LOAD",
@@ -127,7 +128,8 @@ class _Stream:
     """Our bookkeeping for one request stream, in QUIC stream offsets (bytes)."""
 
     __slots__ = (
-        "active", "head", "peer_reset", "received", "recv_done", "trailers", "unconsumed",
+        "active", "body", "head", "headers_sent", "peer_reset", "received", "recv_done",
+        "trailers", "unconsumed",
     )
 
     def __init__(self) -> None:
@@ -137,6 +139,8 @@ class _Stream:
         self.recv_done = False  # FIN or RESET_STREAM seen
         self.peer_reset = False  # RESET_STREAM or STOP_SENDING seen
         self.head = False  # a HEAD request: the response carries no content
+        self.headers_sent = False  # a response head has gone out on this stream
+        self.body = 0  # request body bytes received (counted against max_request_body_size)
         self.trailers: Headers = []
 
 
@@ -165,7 +169,13 @@ class H3Connection:
         stream_window_size: int = 262144,
         send_buffer_size: int = 262144,
         reset_budget: int = 200,
+        max_request_header_count: int = 100,
+        max_request_line_size: int = 8192,
+        max_request_body_size: int | None = None,
     ) -> None:
+        self._max_fields = max_request_header_count
+        self._max_line = max_request_line_size
+        self._max_body = max_request_body_size
         configuration.max_stream_data = stream_window_size
         configuration.max_data = max(max_concurrent_streams * stream_window_size, 1 << 20)
         self._quic = ServerQuic(
@@ -319,6 +329,15 @@ class H3Connection:
             if t is h3e.DataReceived:
                 hst = self._streams.get(h.stream_id)
                 if hst is not None and hst.active:
+                    if h.data and self._max_body is not None:
+                        hst.body += len(h.data)
+                        if hst.body > self._max_body:
+                            # The same limit as HTTP/1.1 and HTTP/2: 413 if no response has
+                            # started, else a reset; either way the app sees a disconnect.
+                            self._resets += 1
+                            self._abort_request(h.stream_id, hst, 413)
+                            out.append(StreamReset(h.stream_id, H3_REQUEST_CANCELLED))
+                            continue
                     if h.data:
                         hst.unconsumed += len(h.data)
                         out.append(Data(h.stream_id, h.data, len(h.data)))
@@ -374,6 +393,21 @@ class H3Connection:
             # Plain CONNECT asks for a tunnel, which we do not serve; nothing was processed.
             self._refuse(sid, H3_REQUEST_REJECTED)
             return
+        status = 0
+        if len(headers) > self._max_fields:
+            status = 431
+        elif len(method) + len(target) > self._max_line:
+            status = 414
+        elif self._max_body is not None:
+            for name, value in headers:
+                if name == b"content-length" and value.isdigit() and (
+                    len(value) > 20 or int(value) > self._max_body
+                ):
+                    status = 413
+        if status:
+            self._resets += 1  # a stream that does no work, at the peer's choice
+            self._answer_early(sid, st, status, request_ended=h.stream_ended)
+            return
         st.active = True
         st.head = method == b"HEAD"
         self.active.add(sid)
@@ -390,6 +424,38 @@ class H3Connection:
         ))
         if h.stream_ended:
             out.append(EndOfMessage(sid, []))
+
+    def _answer_early(self, sid: int, st: _Stream, status: int, *, request_ended: bool) -> None:
+        # A complete bodiless response before the request is over, then STOP_SENDING with
+        # H3_NO_ERROR so the client stops sending the body (RFC 9114 §4.1.1).
+        if self._h3 is None:
+            return
+        try:
+            self._h3.send_headers(
+                sid, [(b":status", str(status).encode()), (b"content-length", b"0")],
+                end_stream=True,
+            )
+        except Exception:  # aioquic refuses a stream it considers finished
+            self._abort(sid, H3_REQUEST_CANCELLED, H3_REQUEST_CANCELLED)
+        else:
+            st.headers_sent = True
+            if not request_ended:
+                self._abort(sid, None, H3_NO_ERROR)
+        st.recv_done = st.recv_done or not request_ended
+        self._forget(sid, st)
+
+    def _abort_request(self, sid: int, st: _Stream, status: int) -> None:
+        if st.headers_sent:
+            self._abort(sid, H3_REQUEST_CANCELLED, H3_REQUEST_CANCELLED)
+        else:
+            self._answer_early(sid, st, status, request_ended=st.recv_done)
+
+    def abort_request(self, stream_id: int, status: int) -> None:
+        """End ``stream_id`` early from our side (408 after ``body_read_timeout``...): a
+        bodiless ``status`` response if none has started, else a reset."""
+        st = self._streams.get(stream_id)
+        if st is not None and not self.terminated:
+            self._abort_request(stream_id, st, status)
 
     def _refuse(self, sid: int, code: int) -> None:
         self._abort(sid, code, code)
@@ -465,12 +531,14 @@ class H3Connection:
         for name, value in headers:
             if name in _CONNECTION_SPECIFIC:
                 continue
-            if b"\r" in value or b"\n" in value or b"\x00" in value:
-                raise ValueError(f"invalid response header value for {name!r}")
+            check_field(name, value)
             if value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
                 value = value.strip(b" \t")
-            block.append((name, value))
+            block.append((name.lower(), value))
         self._send(stream_id, lambda h3: h3.send_headers(stream_id, block, end_stream=end_stream))
+        st = self._streams.get(stream_id)
+        if st is not None and status >= 200:
+            st.headers_sent = True
 
     def _send(self, stream_id: int, op: Any) -> None:
         if self._h3 is None or self._room(stream_id) < 0:
