@@ -52,15 +52,11 @@ from ._events import (
     WindowUpdated,
 )
 from ._fields import check_field
+from ._h2_frames import FLOOD_WINDOW, FrameScanner
+from ._limits import refusal_status
 
 __all__ = ["FLOOD_WINDOW", "H2Connection", "StreamClosed"]
 
-#: Seconds over which control frames are counted against ``control_frame_budget``.
-FLOOD_WINDOW = 10.0
-_PREFACE_SIZE = 24  # the client connection preface, RFC 9113 §3.4
-# Frame types (RFC 9113 §6) and flags the scanner looks at.
-_DATA, _HEADERS, _PUSH_PROMISE, _WINDOW_UPDATE, _CONTINUATION = 0x0, 0x1, 0x5, 0x8, 0x9
-_END_STREAM, _END_HEADERS = 0x1, 0x4
 
 _SC = h2.settings.SettingCodes
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
@@ -150,21 +146,13 @@ class H2Connection:
         self._max_line = max_request_line_size
         self._max_body = max_request_body_size
         self._body: dict[int, int] = {}  # body bytes per stream, when _max_body is set
-        # The frame-header scanner (see _scan).
-        self._skip = _PREFACE_SIZE  # bytes of the current frame (or preface) still to pass
-        self._partial = bytearray()  # a frame header split across reads
-        self._flood = 0
-        self._flood_budget = control_frame_budget
-        self._flood_since = 0.0
-        self._block_since: float | None = None
-        self._block_bytes = 0
-        self._block_ends = False  # the current frame ends its header block
-        # A compressed header block is no larger than the list it decodes to, give or take
-        # padding: bound it so h2 never buffers more (its own cap is 64 CONTINUATION frames).
-        self._max_block = max_header_list_size + max_frame_size
-        # HEADERS frames handed to h2 at once (see receive_data), and where to split this read.
-        self._batch = max(1, max_concurrent_streams // 2)
-        self._cuts: list[int] = []
+        # Counts and times frames before h2 parses them (see FrameScanner); batch HEADERS
+        # frames handed to h2 at once so it never holds more streams open than we can refuse.
+        self._scanner = FrameScanner(
+            control_frame_budget=control_frame_budget,
+            max_header_block_size=max_header_list_size + max_frame_size,
+            headers_batch=max(1, max_concurrent_streams // 2),
+        )
 
     # --- set-up ------------------------------------------------------------------------
     def _after_initiate(self) -> None:
@@ -199,75 +187,12 @@ class H2Connection:
     def header_block_started(self) -> float | None:
         """``now`` when the header block being received began (HEADERS seen, its END_HEADERS
         frame not yet complete), or ``None``: for a deadline on slow header blocks."""
-        return self._block_since
+        return self._scanner.block_since
 
     @property
     def pending_output(self) -> int:
         """Bytes queued for the peer and not yet taken by :meth:`data_to_send`."""
         return len(self._prefix) + len(self._h2._data_to_send)
-
-    def _scan(self, data: bytes, now: float) -> str | None:
-        """Walk the frame headers in ``data`` before h2 sees them: count frames that carry no
-        request work, time and size header blocks. Returns why the connection must end, or
-        ``None``."""
-        n = len(data)
-        cuts = self._cuts = []
-        batch = self._batch
-        headers = 0
-        skip = self._skip
-        pos = min(skip, n)
-        skip -= pos
-        if not skip and pos and self._block_ends:
-            self._block_ends = False
-            self._block_since = None
-        while not skip and pos < n:
-            partial = self._partial
-            if partial or n - pos < 9:
-                take = min(9 - len(partial), n - pos)
-                partial += data[pos : pos + take]
-                pos += take
-                if len(partial) < 9:
-                    break
-                head = bytes(partial)
-                partial.clear()
-            else:
-                head = data[pos : pos + 9]
-                if head[3] == _HEADERS:
-                    headers += 1
-                    if headers > batch and (headers - 1) % batch == 0:
-                        cuts.append(pos)
-                pos += 9
-            length = int.from_bytes(head[:3], "big")
-            ftype = head[3]
-            flags = head[4]
-            if ftype == _DATA:
-                if not length and not flags & _END_STREAM:
-                    self._flood += 1
-            elif ftype == _HEADERS or ftype == _PUSH_PROMISE or ftype == _CONTINUATION:
-                if self._block_since is None:
-                    self._block_since = now
-                    self._block_bytes = 0
-                self._block_bytes += length
-                if self._block_bytes > self._max_block:
-                    return "header block too large"
-                if flags & _END_HEADERS:
-                    self._block_ends = True
-                elif not length:
-                    self._flood += 1
-            elif ftype != _WINDOW_UPDATE:
-                # WINDOW_UPDATE is left out: a client reading a large response sends one per
-                # few frames it receives, so its number follows our output, not its whim.
-                self._flood += 1
-            if self._flood > self._flood_budget:
-                return "too many control frames"
-            take = min(length, n - pos)
-            pos += take
-            skip = length - take
-            if not skip and self._block_ends:
-                self._block_ends = False
-                self._block_since = None
-        self._skip = skip
-        return None
 
     def _over_reset_budget(self) -> bool:
         return self._resets > self._completed + self._reset_budget
@@ -277,14 +202,11 @@ class H2Connection:
         time in seconds (for the control-frame window and header-block timing)."""
         if self.terminated:
             return []
-        if now - self._flood_since >= FLOOD_WINDOW:
-            self._flood_since = now
-            self._flood = 0
-        flood = self._scan(data, now)
+        flood = self._scanner.scan(data, now)
         if flood is not None:
             # Refused before h2 processes (and answers) any of it.
             return [self._terminate(ENHANCE_YOUR_CALM, flood)]
-        cuts = self._cuts
+        cuts = self._scanner.cuts
         if not cuts:
             return self._process(data)
         # Many requests in one read: hand them to h2 a batch at a time, so that the streams it
@@ -318,7 +240,7 @@ class H2Connection:
                 sid = ev.stream_id
                 if sid in self.active:
                     if not ev.data and ev.stream_ended is None:
-                        self._flood += 1  # padding only: no work either
+                        self._scanner.flood += 1  # padding only: no work either
                     if self._max_body is not None and self._body_too_large(sid, len(ev.data)):
                         self._ack(sid, ev.flow_controlled_length)
                         out.append(StreamReset(sid, CANCEL))
@@ -360,7 +282,7 @@ class H2Connection:
                 out.append(ConnectionTerminated(
                     ev.error_code or 0, ev.last_stream_id, by_peer=True, reason="GOAWAY"
                 ))
-        if self._flood > self._flood_budget and not self.terminated:
+        if self._scanner.over_budget and not self.terminated:
             out.append(self._terminate(ENHANCE_YOUR_CALM, "too many empty frames"))
         # h2 checks a frame's length only once the whole frame is buffered, so a header
         # announcing 16 MiB would be buffered first: refuse it from the header (§4.2).
@@ -424,17 +346,10 @@ class H2Connection:
             self.reset_stream(sid, PROTOCOL_ERROR)
             return None
         ended = ev.stream_ended is not None
-        status = 0
-        if len(headers) > self._max_fields:
-            status = 431
-        elif len(method) + len(target) > self._max_line:
-            status = 414
-        elif self._max_body is not None:
-            for name, value in headers:
-                if name == b"content-length" and value.isdigit() and (
-                    len(value) > 20 or int(value) > self._max_body
-                ):
-                    status = 413
+        status = refusal_status(
+            method, target, headers,
+            max_fields=self._max_fields, max_line=self._max_line, max_body=self._max_body,
+        )
         if status:
             self._resets += 1  # a stream that does no work, at the peer's choice
             self._answer_early(sid, status, request_ended=ended)

@@ -68,6 +68,7 @@ from ._events import (
     WindowUpdated,
 )
 from ._fields import check_field
+from ._limits import refusal_status
 
 __all__ = [
     "H3_EXCESSIVE_LOAD",
@@ -128,8 +129,8 @@ class _Stream:
     """Our bookkeeping for one request stream, in QUIC stream offsets (bytes)."""
 
     __slots__ = (
-        "active", "body", "head", "headers_sent", "peer_reset", "received", "recv_done",
-        "trailers", "unconsumed",
+        "active", "answered", "body", "head", "headers_sent", "peer_reset", "received",
+        "recv_done", "trailers", "unconsumed",
     )
 
     def __init__(self) -> None:
@@ -140,6 +141,7 @@ class _Stream:
         self.peer_reset = False  # RESET_STREAM or STOP_SENDING seen
         self.head = False  # a HEAD request: the response carries no content
         self.headers_sent = False  # a response head has gone out on this stream
+        self.answered = False  # we ended the stream early with a complete error response
         self.body = 0  # request body bytes received (counted against max_request_body_size)
         self.trailers: Headers = []
 
@@ -393,17 +395,10 @@ class H3Connection:
             # Plain CONNECT asks for a tunnel, which we do not serve; nothing was processed.
             self._refuse(sid, H3_REQUEST_REJECTED)
             return
-        status = 0
-        if len(headers) > self._max_fields:
-            status = 431
-        elif len(method) + len(target) > self._max_line:
-            status = 414
-        elif self._max_body is not None:
-            for name, value in headers:
-                if name == b"content-length" and value.isdigit() and (
-                    len(value) > 20 or int(value) > self._max_body
-                ):
-                    status = 413
+        status = refusal_status(
+            method, target, headers,
+            max_fields=self._max_fields, max_line=self._max_line, max_body=self._max_body,
+        )
         if status:
             self._resets += 1  # a stream that does no work, at the peer's choice
             self._answer_early(sid, st, status, request_ended=h.stream_ended)
@@ -438,7 +433,7 @@ class H3Connection:
         except Exception:  # aioquic refuses a stream it considers finished
             self._abort(sid, H3_REQUEST_CANCELLED, H3_REQUEST_CANCELLED)
         else:
-            st.headers_sent = True
+            st.headers_sent = st.answered = True
             if not request_ended:
                 self._abort(sid, None, H3_NO_ERROR)
         st.recv_done = st.recv_done or not request_ended
@@ -606,8 +601,9 @@ class H3Connection:
         self.active.discard(stream_id)
         self._send_blocked.discard(stream_id)
         st = self._streams.get(stream_id)
-        if completed:
-            self._completed += 1
+        if completed or (st is not None and st.answered):
+            # (An early 413/408 is a complete response: resetting now would destroy it.)
+            self._completed += completed
             self._abort(stream_id, None, H3_NO_ERROR)
         elif st is not None and st.peer_reset:
             self._abort(stream_id, H3_REQUEST_CANCELLED, H3_REQUEST_CANCELLED)
