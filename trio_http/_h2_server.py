@@ -124,7 +124,9 @@ class H2Server:
         if self._closing and not self.conn.active and self._reader_scope is not None:
             self._reader_scope.cancel()
 
-    async def run(self, data: bytes = b"", upgrade: tuple[Request, bytes, bytes] | None = None) -> None:
+    async def run(
+        self, data: bytes = b"", upgrade: tuple[Request, bytes, bytes] | None = None
+    ) -> None:
         """Serve until the peer closes, the connection fails, or shutdown completes.
         ``upgrade`` is ``(request, settings_header, body)`` after ``Upgrade: h2c``."""
         conn = self.conn
@@ -355,6 +357,9 @@ class _Stream:
     its send window waiter, and its ASGI ``receive``/``send``."""
 
     __slots__ = (
+        "_headers_sent",
+        "_readable",
+        "_writable",
         "body_done",
         "buffered",
         "cancel_scope",
@@ -371,9 +376,6 @@ class _Stream:
         "status",
         "trailers",
         "trailers_due",
-        "_headers_sent",
-        "_readable",
-        "_writable",
     )
 
     def __init__(self, server: H2Server, request: Request) -> None:

@@ -55,7 +55,7 @@ async def open_lifespan(app: ASGIApp, config: Config) -> AsyncIterator[dict[str,
                 except Exception as exc:
                     failure.append(exc)
 
-    async def exchange(message: str, timeout: float) -> Message | None:
+    async def exchange(message: str, timeout: float) -> Message | None:  # noqa: ASYNC109
         with trio.fail_after(timeout):
             try:
                 await to_app.send({"type": message})
@@ -110,7 +110,7 @@ async def open_lifespan(app: ASGIApp, config: Config) -> AsyncIterator[dict[str,
         raise startup_error
 
 
-async def _shutdown(exchange: Any, timeout: float) -> None:
+async def _shutdown(exchange: Any, timeout: float) -> None:  # noqa: ASYNC109
     with trio.CancelScope(shield=True):  # bounded: exchange() runs under fail_after(timeout)
         try:
             answer = await exchange("lifespan.shutdown", timeout)

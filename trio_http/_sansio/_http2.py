@@ -455,7 +455,9 @@ class H2Connection:
         stream = self._h2.streams.get(stream_id)
         return stream is None or stream.closed
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, *, end_stream: bool = False) -> int:
+    def send_data(
+        self, stream_id: int, data: bytes | memoryview, *, end_stream: bool = False
+    ) -> int:
         """Queue as much of ``data`` as the send windows allow, in frames of at most the peer's
         SETTINGS_MAX_FRAME_SIZE; end the stream when all of it went and ``end_stream``.
         Returns the number of bytes queued (0 when the window is shut).

@@ -52,7 +52,9 @@ def _split_target(target: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
-def build_scope(request: Request, info: ConnectionInfo, *, websocket: bool = False) -> dict[str, Any]:
+def build_scope(
+    request: Request, info: ConnectionInfo, *, websocket: bool = False
+) -> dict[str, Any]:
     """The ASGI scope for ``request``. ``path`` is percent-decoded UTF-8 and, as Uvicorn and
     Starlette expect, starts with ``root_path``; ``raw_path`` is the path as sent."""
     raw_path, query = _split_target(request.target)
