@@ -364,3 +364,117 @@ async def test_write_stalled_past_write_timeout_drops_the_peer(
     assert isinstance(outcome["error"], ClientDisconnected)
     # The write that stalled was dropped write_timeout seconds after it began.
     assert 10 <= outcome["elapsed"] < 11
+
+
+# --- an app that is away from receive() -------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_app_that_only_sends_still_answers_pings_and_sees_close(
+    autojump_clock: Any, start_server: Any, transport: str
+) -> None:
+    outcome: dict[str, Any] = {}
+    done = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:  # never calls receive() again
+                await send({"type": "websocket.send", "text": "tick"})
+                await trio.sleep(0.25)
+        except ClientDisconnected as exc:
+            outcome["error"] = exc
+            outcome["at"] = trio.current_time()
+        finally:
+            done.set()
+
+    server = await start_server(app)
+    async with open_ws(transport, server.port) as ws:
+        assert await ws.receive_message() == "tick"
+        await ws.send(Ping(payload=b"alive?"))
+        start = trio.current_time()
+        while not isinstance(ev := await ws.next_event(), Pong):
+            assert getattr(ev, "data", None) == "tick", ev
+        # Answered by the background reader within AWAY_DELAY (1 s) plus a tick.
+        assert ev.payload == b"alive?" and trio.current_time() - start < 1.5
+        await ws.send(CloseConnection(code=4000, reason="bye"))
+        closed_at = trio.current_time()
+        assert (await ws.expect_close(reply=False))[0] == 4000
+    with trio.fail_after(5):
+        await done.wait()
+    assert isinstance(outcome["error"], ClientDisconnected)
+    assert outcome["at"] - closed_at < 1.5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_messages_read_while_the_app_was_away_come_in_order(
+    autojump_clock: Any, start_server: Any, transport: str
+) -> None:
+    got: list[str] = []
+    busy = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            got.append(msg["text"])
+            if msg["text"] == "work":
+                busy.set()
+                await trio.sleep(5)  # away from receive(): the background reader takes over
+            await send({"type": "websocket.send", "text": msg["text"]})
+
+    server = await start_server(app, config=Config(websocket_max_queue=3))
+    async with open_ws(transport, server.port) as ws:
+        await ws.send_text("work")
+        await busy.wait()
+        for i in range(10):
+            await ws.send_text(f"m{i}")
+        expected = ["work", *(f"m{i}" for i in range(10))]
+        for text in expected:
+            assert await ws.receive_message() == text
+        await ws.send(CloseConnection(code=1000))
+        await ws.expect_close(reply=False)
+    assert got == expected
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_app_timeouts_around_receive_lose_nothing(
+    autojump_clock: Any, start_server: Any, transport: str
+) -> None:
+    timeouts = 0
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal timeouts
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            msg = None
+            with trio.move_on_after(0.3):  # cancels receive() while it reads the socket
+                msg = await receive()
+            if msg is None:
+                timeouts += 1
+                continue
+            if msg["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": msg["text"]})
+
+    server = await start_server(app)
+    async with open_ws(transport, server.port) as ws:
+        for i in range(20):
+            await ws.send(Ping(payload=b"%d" % i))
+            await trio.sleep(0.5)  # the app's receive() times out meanwhile
+            await ws.send_text(f"message {i}")
+            ev = await ws.next_event()
+            assert isinstance(ev, Pong) and ev.payload == b"%d" % i
+            assert await ws.receive_message() == f"message {i}"
+        await ws.send(CloseConnection(code=1000))
+        assert (await ws.expect_close(reply=False))[0] == 1000
+    assert timeouts >= 20

@@ -1,27 +1,28 @@
 """WebSocket sessions: the ASGI ``websocket`` protocol over an HTTP/1.1 upgrade (RFC 6455) or an
 extended CONNECT stream (HTTP/2, RFC 8441; HTTP/3, RFC 9220 reuses :func:`serve_websocket_stream`).
 
-Each session runs the app in the calling task, beside tasks of its own nursery:
+Reading happens where it costs least. While the app waits in ``receive()``, its own task
+reads the transport and parses the next message: one task step per message, and the app's
+pace is the backpressure (the peer meets TCP or HTTP/2 flow control). When the app stays
+away from ``receive()`` for ``AWAY_DELAY`` seconds (it only sends, or works at length), a
+background reader takes over, so PINGs are answered and a CLOSE is seen meanwhile; it queues
+at most ``websocket_max_queue`` messages, then stops reading, and hands reading back once the
+app waits in ``receive()`` again. Beside them, per session:
 
-* the reader: transport -> frame layer -> bounded inbox (``websocket_max_queue`` messages).
-  When the inbox is full the reader stops reading, so the peer meets TCP or HTTP/2
-  flow control. It answers PINGs and CLOSEs itself, so a WebSocket stays alive (and a
-  peer's CLOSE is seen) while the app is busy elsewhere; the price is one task switch per
-  incoming message.
-* the keepalive: PINGs every ``websocket_ping_interval`` seconds (1011 when no PONG comes within
-  ``websocket_ping_timeout``), and the 1001 CLOSE of a graceful shutdown.
+* the control task: PINGs every ``websocket_ping_interval`` seconds (1011 when no PONG comes
+  within ``websocket_ping_timeout``), the 1001 CLOSE of a graceful shutdown, and after any
+  CLOSE, dropping a peer that does not finish the closing handshake within ``CLOSE_TIMEOUT``;
 * the transport's write watchdog (HTTP/1.1): ``write_timeout`` for a stalled write.
 
-Bytes leave through one FIFO lock: whoever changed the frame layer (the app's ``send()``, the
-reader, the keepalive) drains everything it holds, in order, so a CLOSE for a protocol error
-follows whatever the app had already sent. The reader leaves small control replies to a flush
+Bytes leave through one FIFO lock: whoever changed the frame layer (the app's ``send()``, a
+reader, the control task) drains everything it holds, in order, so a CLOSE for a protocol error
+follows whatever the app had already sent. A reader leaves small control replies to a flush
 already in progress rather than waiting behind it.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -49,6 +50,7 @@ from ._types import Headers, Message
 from ._ws_transports import (
     H1Accept,
     HTTPStream,
+    Inbox,
     Opening,
     SocketTransport,
     StreamAccept,
@@ -63,10 +65,13 @@ __all__ = ["H1WebSocket", "WebSocketSession", "serve_websocket_stream"]
 
 #: Seconds to wait for the peer's CLOSE once ours is sent, before dropping the connection.
 CLOSE_TIMEOUT = 5.0
-#: Bytes of control replies (PONG, CLOSE) the reader leaves to a flush already in progress.
+#: Bytes of control replies (PONG, CLOSE) a reader leaves to a flush already in progress.
 READER_FLUSH_LIMIT = 65536
+#: Seconds the app may stay away from ``receive()`` before the background reader reads for it.
+AWAY_DELAY = 1.0
 
 _HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)
+_NOBODY, _APP, _BACKGROUND = range(3)  # who reads the transport
 
 
 def _headers(raw: Any) -> Headers:
@@ -83,58 +88,6 @@ def websocket_scope(
     return scope
 
 
-# --- the inbox ---------------------------------------------------------------------------
-class _Inbox:
-    """Messages from the reader to the app: at most ``limit`` of them (unit: messages)."""
-
-    __slots__ = ("_closed", "_items", "_limit", "_readable", "_writable")
-
-    def __init__(self, limit: int) -> None:
-        self._items: deque[Message] = deque()
-        self._limit = limit
-        self._closed = False
-        self._readable = trio.Event()
-        self._writable = trio.Event()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put_nowait(self, item: Message) -> bool:
-        """Queue ``item`` unless full; False when full. Dropped once closed."""
-        if self._closed:
-            return True
-        if len(self._items) >= self._limit:
-            return False
-        self._items.append(item)
-        self._readable.set()
-        return True
-
-    async def put(self, item: Message) -> None:
-        while len(self._items) >= self._limit and not self._closed:
-            self._writable = trio.Event()
-            await self._writable.wait()
-        if not self._closed:
-            self._items.append(item)
-            self._readable.set()
-
-    async def get(self) -> Message | None:
-        """The next message; ``None`` once closed and empty."""
-        while not self._items:
-            if self._closed:
-                return None
-            self._readable = trio.Event()
-            await self._readable.wait()
-        item = self._items.popleft()
-        self._writable.set()
-        return item
-
-    def close(self) -> None:
-        """No more messages: queued ones are still delivered, then ``None``."""
-        self._closed = True
-        self._readable.set()
-        self._writable.set()
-
-
 # --- the session -------------------------------------------------------------------------
 class WebSocketSession:
     """One WebSocket, from ``websocket.connect`` to the end of the closing handshake."""
@@ -149,12 +102,20 @@ class WebSocketSession:
         self.proto: WebSocketProtocol | None = None
         self._state = _HANDSHAKE
         self._connect_sent = False
-        self._inbox = _Inbox(ctx.config.websocket_max_queue)
+        self._inbox = Inbox(ctx.config.websocket_max_queue)
         self._lock = trio.StrictFIFOLock()
         self._opened = trio.Event()
-        self._reader_done = trio.Event()
+        # Set once nothing more will be read: closing handshake done, failure, or EOF.
+        self._read_done = trio.Event()
+        self._reading = _NOBODY
+        self._in_receive = 0  # app tasks inside receive()
+        self._waiting = 0  # app tasks waiting while the background reader reads
+        self._receive_count = 0
+        self._away_scope: trio.CancelScope | None = None
+        self._away_armed_at = -1  # _receive_count when the away timer was armed; -1: unarmed
+        self._app_gone = False
         self._shutdown = False
-        self._shutdown_event = trio.Event()
+        self._wake = trio.Event()  # for the control task: shutdown or a CLOSE
         self._pong: trio.Event | None = None
         self._ping_payload = b""
         self._close_code: int | None = None
@@ -172,7 +133,7 @@ class WebSocketSession:
     def begin_shutdown(self) -> None:
         """Graceful shutdown: close with 1001 (going away) once open."""
         self._shutdown = True
-        self._shutdown_event.set()
+        self._wake.set()
         if self._pong is not None:
             self._pong.set()
 
@@ -183,8 +144,8 @@ class WebSocketSession:
         counters.websockets_open += 1
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._keepalive)
+                nursery.start_soon(self._background_reader)
+                nursery.start_soon(self._control)
                 nursery.start_soon(self.transport.watchdog)
                 try:
                     linger = await self._run_app()
@@ -219,16 +180,20 @@ class WebSocketSession:
             return False
         if self._state != _OPEN:
             return False
-        assert self.proto is not None
+        proto = self.proto
+        assert proto is not None
+        # The background reader reads the rest of the closing handshake.
+        self._app_gone = True
+        if self._away_scope is not None:
+            self._away_scope.cancel()
         try:
             await self._close_local(1011 if error else 1000, "")
-            if not self._drop and not self._reader_done.is_set():
+            if not self._drop and not self._read_done.is_set():
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    await self._reader_done.wait()
+                    await self._read_done.wait()
             await self._flush()
         except ClientDisconnected:
             return False
-        proto = self.proto
         return not self._drop and (proto.failed or not proto.finished)
 
     async def _deny(self, status: int) -> None:
@@ -247,14 +212,42 @@ class WebSocketSession:
         if not self._connect_sent:
             self._connect_sent = True
             return {"type": "websocket.connect"}
-        item = await self._inbox.get()
-        if item is None:
-            return {
-                "type": "websocket.disconnect",
-                "code": self._close_code or 1006,
-                "reason": self._close_reason,
-            }
-        return item
+        inbox = self._inbox
+        self._in_receive += 1
+        self._receive_count += 1
+        try:
+            while True:
+                item = inbox.get_nowait()
+                if item is not None:
+                    return item
+                if inbox.closed:
+                    return {
+                        "type": "websocket.disconnect",
+                        "code": self._close_code or 1006,
+                        "reason": self._close_reason,
+                    }
+                if self._reading != _NOBODY or self.proto is None:
+                    # Not accepted yet, or the background reader holds the transport: it
+                    # hands over after the next message.
+                    self._waiting += 1
+                    try:
+                        await inbox.wait()
+                    finally:
+                        self._waiting -= 1
+                    continue
+                self._reading = _APP
+                try:
+                    msg = await self._pump(inline=True)
+                finally:
+                    self._reading = _NOBODY
+                    if self._waiting:
+                        inbox.wake()
+                if msg is not None:
+                    return msg
+        finally:
+            self._in_receive -= 1
+            if not self._in_receive:
+                self._arm_away()
 
     async def send(self, message: Message) -> None:
         """Raises :class:`ClientDisconnected` for ``websocket.send`` once the WebSocket is
@@ -334,6 +327,7 @@ class WebSocketSession:
         self.proto = proto
         self._state = _OPEN
         self._opened.set()
+        self._inbox.wake()  # an app task may already wait in receive()
 
     # --- closing and writing ------------------------------------------------------------
     def _close(self, code: int, reason: str) -> None:
@@ -342,6 +336,9 @@ class WebSocketSession:
             self._close_code = code
             self._close_reason = reason
         self._inbox.close()
+        self._wake.set()
+        if self._pong is not None:
+            self._pong.set()
 
     async def _close_local(self, code: int, reason: str) -> None:
         proto = self.proto
@@ -371,12 +368,24 @@ class WebSocketSession:
         finally:
             lock.release()
 
-    async def _reader(self) -> None:
-        await self._opened.wait()
+    async def _flush_shielded(self) -> None:
+        """:meth:`_flush` for the app's task while it reads: an app may cancel its
+        ``receive()`` (a timeout), and a write cut short would break the framing on the wire.
+        Bounded by ``write_timeout`` (or ``CLOSE_TIMEOUT``)."""
+        limit = self.ctx.config.write_timeout or CLOSE_TIMEOUT
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + limit):
+            await self._flush()
+
+    # --- reading ------------------------------------------------------------------------
+    async def _pump(self, *, inline: bool) -> Message | None:
+        """Read and parse until the next message: returned when ``inline`` (the app reads),
+        else queued in the inbox. Returns ``None`` once nothing more will be read, or (not
+        ``inline``) after a message when an app task waits to read for itself. PINGs and
+        CLOSEs are answered here."""
         proto = self.proto
         assert proto is not None
-        inbox = self._inbox
         transport = self.transport
+        inbox = self._inbox
         lock = self._lock
         try:
             while True:
@@ -386,9 +395,14 @@ class WebSocketSession:
                         not lock.locked() or proto.pending_output > READER_FLUSH_LIMIT
                         or proto.finished
                     ):
-                        await self._flush()
+                        if inline:
+                            await self._flush_shielded()
+                        else:
+                            await self._flush()
                     if proto.finished:
-                        return
+                        self._close(1006, "")
+                        self._read_done.set()
+                        return None
                     chunk = await transport.receive_some()
                     if chunk:
                         proto.receive_data(chunk)
@@ -401,17 +415,21 @@ class WebSocketSession:
                     continue
                 t = type(ev)
                 if t is WSMessage:
-                    if self._close_code is not None:
-                        continue  # we are closing: late messages are dropped
+                    if self._close_code is not None or self._app_gone:
+                        continue  # closing: late messages are dropped
                     data = ev.data  # type: ignore[union-attr]
                     msg: Message = (
                         {"type": "websocket.receive", "text": data} if type(data) is str
                         else {"type": "websocket.receive", "bytes": data}
                     )
+                    if inline:
+                        return msg
                     if not inbox.put_nowait(msg):
                         if proto.pending_output:
                             await self._flush()  # answer PINGs before we stop reading
                         await inbox.put(msg)
+                    if self._waiting:
+                        return None  # the app is back: it reads for itself from now on
                 elif t is PongReceived:
                     if self._pong is not None and ev.payload == self._ping_payload:  # type: ignore[union-attr]
                         self._pong.set()
@@ -424,11 +442,48 @@ class WebSocketSession:
                     self._close(1006, "")
         except ClientDisconnected:
             self._close(1006, "")
-        finally:
-            self._close(1006, "")
-            self._reader_done.set()
+            self._read_done.set()
+            return None
 
-    async def _keepalive(self) -> None:
+    def _arm_away(self) -> None:
+        """The app left ``receive()``: start the away timer unless it runs already."""
+        scope = self._away_scope
+        if scope is not None and self._away_armed_at < 0:
+            self._away_armed_at = self._receive_count
+            scope.deadline = trio.current_time() + AWAY_DELAY
+
+    async def _background_reader(self) -> None:
+        await self._opened.wait()
+        rearm = True  # the app may never call receive(): time its absence from the start
+        while not self._read_done.is_set():
+            if not self._app_gone:
+                with trio.CancelScope() as self._away_scope:
+                    if rearm and not self._in_receive:
+                        self._arm_away()
+                    await trio.sleep_forever()
+                self._away_scope = None
+                armed_at, self._away_armed_at = self._away_armed_at, -1
+                rearm = False
+                if not self._app_gone:
+                    if self._in_receive:
+                        continue  # the app reads; it restarts the timer when it leaves
+                    if armed_at != self._receive_count:
+                        rearm = True  # it came and went since: away for less than the delay
+                        continue
+            if self._reading != _NOBODY:
+                # Only if the app left a task reading behind it: give that one time.
+                await trio.sleep(AWAY_DELAY)
+                continue
+            self._reading = _BACKGROUND
+            try:
+                await self._pump(inline=False)
+            finally:
+                self._reading = _NOBODY
+                if self._waiting:
+                    self._inbox.wake()
+            rearm = True
+
+    async def _control(self) -> None:
         await self._opened.wait()
         proto = self.proto
         assert proto is not None
@@ -436,9 +491,9 @@ class WebSocketSession:
         interval = cfg.websocket_ping_interval
         count = 0
         try:
-            while not self._shutdown:
+            while proto.open and not self._shutdown:
                 with trio.move_on_after(interval if interval is not None else math.inf):
-                    await self._shutdown_event.wait()
+                    await self._wake.wait()
                 if self._shutdown or not proto.open:
                     break
                 count += 1
@@ -453,9 +508,17 @@ class WebSocketSession:
                 if not pong.is_set():
                     self._drop = True
                     await self._close_local(1011, "keepalive ping timeout")
+                    await self.transport.abort()
                     return
             if self._shutdown:
                 await self._close_local(1001, "server shutting down")
+            # A CLOSE went out (ours or our reply): a peer that does not finish the closing
+            # handshake in time is dropped, which also ends an app task reading meanwhile.
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self._read_done.wait()
+            if not self._read_done.is_set():
+                self._drop = True
+                await self.transport.abort()
         except (ClientDisconnected, WebSocketClosed):
             pass
 

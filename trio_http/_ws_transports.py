@@ -6,11 +6,13 @@
   RFC 9220 for HTTP/3): bytes in through the stream's ``receive()``, whose flow-control credit
   returns as the WebSocket reader takes them, bytes out through ``send()``, which waits for
   the stream's send window. :class:`StreamAccept` answers with ``:status 200``.
+* :class:`Inbox`: the bounded queue of messages read for the app while it was away.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Protocol
 
 import trio
@@ -20,7 +22,7 @@ from ._sansio._events import Request
 from ._sansio._websocket import ConnectOpening, H1Opening, WebSocketProtocol
 from ._types import Headers, Message
 
-__all__ = ["H1Accept", "HTTPStream", "Opening", "SocketTransport", "StreamAccept",
+__all__ = ["H1Accept", "HTTPStream", "Inbox", "Opening", "SocketTransport", "StreamAccept",
            "StreamTransport", "Transport"]
 
 #: Seconds to keep draining a failed HTTP/1.1 connection after our CLOSE and FIN, so that
@@ -37,6 +39,7 @@ class Transport(Protocol):
     async def send_all(self, data: bytes) -> None: ...
     async def finish(self, *, linger: bool) -> None: ...
     async def watchdog(self) -> None: ...
+    async def abort(self) -> None: ...
 
 
 class SocketTransport:
@@ -86,6 +89,12 @@ class SocketTransport:
         finally:
             self._write_started = None
 
+    async def abort(self) -> None:
+        """Drop the connection; a task reading or writing meanwhile gets EOF or
+        :class:`ClientDisconnected`."""
+        self.broken = True
+        await trio.aclose_forcefully(self.stream)
+
     async def watchdog(self) -> None:
         """Close the stream once a write has stalled for ``write_timeout`` seconds."""
         timeout = self._timeout
@@ -100,8 +109,7 @@ class SocketTransport:
                     await trio.sleep_forever()
                 started = self._write_started
                 if started is not None and trio.current_time() - started >= timeout:
-                    self.broken = True
-                    await trio.aclose_forcefully(self.stream)
+                    await self.abort()
                     return
         finally:
             self._watch_scope = None
@@ -123,7 +131,8 @@ class HTTPStream(Protocol):
     """An HTTP/2 or HTTP/3 request stream as the HTTP layer serves it: ASGI-shaped
     ``receive()`` (``http.request`` / ``http.disconnect``) and ``send()``
     (``http.response.start`` / ``http.response.body``, raising :class:`ClientDisconnected`),
-    ``fail()`` (500 or reset), and the :class:`Request` it carries."""
+    ``fail()`` (500 or reset), ``disconnect()`` (wake its readers and writers as if the
+    peer had gone), and the :class:`Request` it carries."""
 
     request: Request
     response_done: bool
@@ -131,6 +140,7 @@ class HTTPStream(Protocol):
     async def receive(self) -> Message: ...
     async def send(self, message: Message) -> None: ...
     def fail(self) -> None: ...
+    def disconnect(self) -> None: ...
 
 
 class StreamTransport:
@@ -161,12 +171,21 @@ class StreamTransport:
     async def send_all(self, data: bytes) -> None:
         try:
             await self.stream.send({"type": "http.response.body", "body": data, "more_body": True})
-        except ClientDisconnected:
+        except BaseException:
+            # ClientDisconnected, or cancelled with part of a frame sent: either way no more
+            # WebSocket frames can go on this stream.
             self.broken = True
             raise
 
     async def watchdog(self) -> None:
         return  # the HTTP/2 (HTTP/3) layer bounds its own writes
+
+    async def abort(self) -> None:
+        """Reset the stream; a task reading or writing meanwhile gets EOF or
+        :class:`ClientDisconnected`."""
+        self.broken = True
+        self.stream.fail()
+        self.stream.disconnect()
 
     async def finish(self, *, linger: bool) -> None:
         if self.broken or self.stream.response_done:
@@ -247,3 +266,60 @@ class StreamAccept:
 
     def abort(self) -> None:
         self.stream.fail()
+
+
+# --- the inbox ---------------------------------------------------------------------------
+class Inbox:
+    """Messages the background reader read for the app: at most ``limit`` of them (unit:
+    messages). Also where the app waits while that reader holds the transport."""
+
+    __slots__ = ("_items", "_limit", "_readable", "_writable", "closed")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Message] = deque()
+        self._limit = limit
+        self.closed = False
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Message) -> bool:
+        """Queue ``item`` unless full; False when full. Dropped once closed."""
+        if self.closed:
+            return True
+        if len(self._items) >= self._limit:
+            return False
+        self._items.append(item)
+        self._readable.set()
+        return True
+
+    async def put(self, item: Message) -> None:
+        while len(self._items) >= self._limit and not self.closed:
+            self._writable = trio.Event()
+            await self._writable.wait()
+        if not self.closed:
+            self._items.append(item)
+            self._readable.set()
+
+    def get_nowait(self) -> Message | None:
+        if not self._items:
+            return None
+        self._writable.set()
+        return self._items.popleft()
+
+    async def wait(self) -> None:
+        """Wait for a message, the close, or :meth:`wake`."""
+        if not self._items and not self.closed:
+            self._readable = trio.Event()
+            await self._readable.wait()
+
+    def wake(self) -> None:
+        self._readable.set()
+
+    def close(self) -> None:
+        """No more messages: queued ones are still delivered."""
+        self.closed = True
+        self._readable.set()
+        self._writable.set()

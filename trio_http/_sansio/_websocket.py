@@ -301,7 +301,8 @@ class WebSocketProtocol:
     """
 
     __slots__ = ("_binary", "_conn", "_eof", "_failed", "_feed", "_gen", "_lost_reported",
-                 "_max", "_out", "_pending", "_size", "_text", "_unfed", "deflate")
+                 "_max", "_out", "_size", "_text", "_unfed", "deflate", "finished",
+                 "pending_output")
 
     def __init__(self, extensions: list[Extension], *, max_message_size: int) -> None:
         self._conn = Connection(ConnectionType.SERVER, extensions)
@@ -309,7 +310,12 @@ class WebSocketProtocol:
         self._max = max_message_size
         self._feed = DEFLATE_FEED_SIZE if extensions else 0
         self._out: list[bytes] = []
-        self._pending = 0
+        #: Bytes queued in :meth:`data_to_send`.
+        self.pending_output = 0
+        #: True once nothing more will be parsed: the closing handshake is complete, the
+        #: connection failed, or the transport ended. (Attributes rather than properties:
+        #: both are read for every message.)
+        self.finished = False
         self._gen: Iterator[_WSEvent] | None = None
         self._unfed = b""
         self._size = 0
@@ -326,20 +332,9 @@ class WebSocketProtocol:
         return not self._failed and self._conn.state is ConnectionState.OPEN
 
     @property
-    def finished(self) -> bool:
-        """True once nothing more will be parsed: the closing handshake is complete, the
-        connection failed, or the transport ended."""
-        return self._failed or self._eof or self._conn.state is ConnectionState.CLOSED
-
-    @property
     def failed(self) -> bool:
         """True after a :class:`ProtocolFailure`."""
         return self._failed
-
-    @property
-    def pending_output(self) -> int:
-        """Bytes queued in :meth:`data_to_send`."""
-        return self._pending
 
     # --- input --------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -355,6 +350,7 @@ class WebSocketProtocol:
     def receive_eof(self) -> None:
         """The transport ended (TCP EOF, END_STREAM)."""
         self._eof = True
+        self.finished = True
 
     def next_event(self) -> WSEvent | None:
         """The next event, or ``None`` when more bytes are needed (or nothing more will come:
@@ -433,8 +429,10 @@ class WebSocketProtocol:
         if state is ConnectionState.REMOTE_CLOSING:
             # The peer started the closing handshake: echo its code (RFC 6455 §5.5.1).
             self._queue(self._conn.send(ev.response()))
+            self.finished = True
             return CloseReceived(int(ev.code), ev.reason or "")
         if state is ConnectionState.CLOSED:
+            self.finished = True
             return CloseReceived(int(ev.code), ev.reason or "")
         # wsproto reports a parse failure as a CloseConnection without a state change.
         return self._fail(int(ev.code), ev.reason or "")
@@ -444,6 +442,7 @@ class WebSocketProtocol:
         if self._conn.state is ConnectionState.OPEN:
             self._queue(self._conn.send(CloseConnection(code=code, reason=reason)))
         self._failed = True
+        self.finished = True
         self._text = self._binary = None
         self._unfed = b""
         return ProtocolFailure(code, reason)
@@ -452,7 +451,7 @@ class WebSocketProtocol:
     def _queue(self, data: bytes) -> None:
         if data:
             self._out.append(data)
-            self._pending += len(data)
+            self.pending_output += len(data)
 
     def send_message(self, data: str | bytes) -> None:
         """Queue a text (``str``) or binary message. Raises :class:`WebSocketClosed` once the
@@ -482,5 +481,5 @@ class WebSocketProtocol:
         if not out:
             return b""
         self._out = []
-        self._pending = 0
+        self.pending_output = 0
         return out[0] if len(out) == 1 else b"".join(out)
