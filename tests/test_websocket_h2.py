@@ -80,6 +80,10 @@ async def test_many_websockets_beside_ordinary_streams(start_server: Any) -> Non
     assert scope["http_version"] == "2" and scope["scheme"] == "ws"
     assert scope["subprotocols"] == ["chat"]
     assert dict(scope["headers"])[b"host"] == b"localhost"
+    # A websocket scope offers the WebSocket extension, not the http response ones the
+    # HTTP/2 connection offers its http scopes (early hints, push...).
+    assert "websocket.http.response" in scope["extensions"]
+    assert not [name for name in scope["extensions"] if name.startswith("http.response.")]
 
 
 async def test_tls_alpn_h2_websocket(

@@ -84,7 +84,14 @@ def websocket_scope(
     """The ASGI ``websocket`` scope, with the ``websocket.http.response`` extension."""
     scope = build_scope(request, info, websocket=True)
     scope["subprotocols"] = subprotocols
-    scope["extensions"] = {**scope["extensions"], "websocket.http.response": {}}
+    # The connection's extensions are an HTTP scope's: keep those that are not response
+    # messages of the http protocol (tls, statistics), then add the WebSocket one.
+    extensions = {
+        name: value for name, value in scope["extensions"].items()
+        if not name.startswith("http.response.")
+    }
+    extensions["websocket.http.response"] = {}
+    scope["extensions"] = extensions
     return scope
 
 
