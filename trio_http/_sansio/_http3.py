@@ -331,6 +331,8 @@ class H3Connection:
             if t is h3e.DataReceived:
                 hst = self._streams.get(h.stream_id)
                 if hst is not None and hst.active:
+                    if hst.answered:
+                        continue  # refused already: the rest of the body goes unread
                     if h.data and self._max_body is not None:
                         hst.body += len(h.data)
                         if hst.body > self._max_body:
