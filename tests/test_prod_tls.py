@@ -57,6 +57,15 @@ async def test_client_certificate_in_tls_extension(start_server, ca, cert_files,
     assert isinstance(tls["cipher_suite"], int) and 0 < tls["cipher_suite"] <= 0xFFFF
     certfile = await trio.Path(cert_files["certfile"]).read_text()
     assert certfile.startswith(tls["server_cert"].strip())
+    assert tls["server_name"] is None  # an IP address in the URL: no SNI (RFC 6066 §3)
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
+async def test_sni_server_name_in_tls_extension(start_server, ca, cert_files, http2):
+    server = await start_server(info_app, tls=True)
+    url = server.urls[0].replace("127.0.0.1", "localhost")
+    tls = (await _get(url, _client_context(ca, None), http2))["tls"]
+    assert tls["server_name"] == "localhost"
 
 
 async def test_required_mode_refuses_clients_without_certificate(start_server, ca, cert_files):

@@ -41,7 +41,26 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
         except ssl.SSLError as exc:
             raise ConfigError(f"ciphers {config.ciphers!r}: {exc}") from exc
     ctx.set_alpn_protocols(list(config.alpn_protocols))
+    # Keep the name the client asked for (SNI, RFC 6066 §3) where the tls scope extension
+    # can read it: on our own SSLObject class (SSLContext.sslobject_class is the documented
+    # hook), exposed as server_hostname, which a server-side object otherwise leaves None.
+    ctx.sslobject_class = _SNIRecordingSSLObject
+    ctx.sni_callback = _record_sni
     return ctx
+
+
+class _SNIRecordingSSLObject(ssl.SSLObject):
+    _sni: str | None = None
+
+    @property
+    def server_hostname(self) -> str | None:
+        name = super().server_hostname
+        return name if name is not None else self._sni
+
+
+def _record_sni(obj: object, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+    if isinstance(obj, _SNIRecordingSSLObject):
+        obj._sni = server_name
 
 
 async def tls_handshake(

@@ -3,7 +3,8 @@
 Source: the ASGI TLS extension (https://asgi.readthedocs.io/en/latest/specs/tls.html): keys
 ``server_cert`` (PEM or ``None``), ``client_cert_chain`` (PEM strings, leaf first),
 ``client_cert_name`` (RFC 4514 subject or ``None``), ``client_cert_error`` (``None`` once
-verified), ``tls_version`` (e.g. ``0x0304``) and ``cipher_suite`` (the IANA 16-bit value).
+verified), ``tls_version`` (e.g. ``0x0304``) and ``cipher_suite`` (the IANA 16-bit value);
+beyond the spec, ``server_name``: the SNI host name the client sent (RFC 6066 §3), or ``None``.
 Computed once per connection, after the handshake.
 """
 
@@ -109,6 +110,8 @@ def tls_extension(
         "client_cert_error": None,
         "tls_version": _TLS_VERSIONS.get(version) if version else None,
         "cipher_suite": _cipher_id(cipher[0], context) if cipher else None,
+        # Not in the ASGI TLS extension: the name the client asked for (SNI), or None.
+        "server_name": getattr(stream, "server_hostname", None),
     }
 
 
@@ -123,4 +126,5 @@ def quic_tls_extension(certfile: str | None) -> dict[str, Any]:
         "client_cert_error": None,
         "tls_version": _TLS_VERSIONS["TLSv1.3"],
         "cipher_suite": None,
+        "server_name": None,
     }
