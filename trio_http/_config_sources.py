@@ -36,8 +36,11 @@ __all__ = [
 ENV_PREFIX = "TRIO_HTTP_"
 #: Options that are not settings: they steer this invocation only.
 _NOT_SETTINGS = frozenset({"help", "config", "print_config"})
-#: Environment variables with our prefix that are not settings.
-_RESERVED_ENV = frozenset({"TRIO_HTTP_WORKER_SPEC", "TRIO_HTTP_REQUIRE_TOOLS"})
+#: Environment variables with our prefix that are not settings (the supervisor's, the test
+#: suite's, and --dev-tls's state directory).
+_RESERVED_ENV = frozenset(
+    {"TRIO_HTTP_WORKER_SPEC", "TRIO_HTTP_REQUIRE_TOOLS", "TRIO_HTTP_STATE_DIR"}
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _NONE = frozenset({"", "none", "null"})
