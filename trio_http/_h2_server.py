@@ -570,12 +570,7 @@ class _Stream:
             self.start_message, server_header=cfg.server_header, date_header=cfg.date_header,
             alt_svc=self.server.ctx.alt_svc,
         )
-        # RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
-        headers = [
-            (n, v) for n, v in headers
-            if n not in (b"connection", b"transfer-encoding", b"keep-alive", b"upgrade",
-                         b"proxy-connection")
-        ]
+        # send_response() leaves out connection-specific fields (RFC 9113 §8.2.2).
         self.server.conn.send_response(
             self.request.stream_id, status, headers, end_stream=end_stream
         )

@@ -68,6 +68,10 @@ INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
 CANCEL = h2.errors.ErrorCodes.CANCEL
 
 _STATUS = {s: str(s).encode() for s in range(100, 600)}
+# Malformed in HTTP/2 (RFC 9113 §8.2.2); an ASGI app written for HTTP/1.1 may still set them.
+_CONNECTION_FIELDS = frozenset(
+    (b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"proxy-connection")
+)
 
 
 class StreamClosed(Exception):
@@ -432,12 +436,15 @@ class H2Connection:
     def send_response(
         self, stream_id: int, status: int, headers: Headers, *, end_stream: bool = False
     ) -> None:
-        """Queue a response (or 1xx) HEADERS frame. Raises :class:`StreamClosed` if the stream
-        was reset, :class:`ValueError` for fields h2 refuses (an application error)."""
+        """Queue a response (or 1xx) HEADERS frame; connection-specific fields are left out
+        (RFC 9113 §8.2.2). Raises :class:`StreamClosed` if the stream was reset,
+        :class:`ValueError` for fields h2 refuses (an application error)."""
         block = [(b":status", _STATUS.get(status) or str(status).encode())]
         for name, value in headers:
             check_field(name, value)
-            block.append((name.lower(), value))
+            name = name.lower()
+            if name not in _CONNECTION_FIELDS:
+                block.append((name, value))
         try:
             self._h2.send_headers(stream_id, block, end_stream=end_stream)
         except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
@@ -579,10 +586,14 @@ class H2Connection:
         """True once GOAWAY was sent."""
         return self._goaway_sent_at is not None or self.terminated
 
-    def data_to_send(self) -> bytes:
-        """Take the bytes queued for the peer."""
+    def data_to_send(self) -> bytes | bytearray:
+        """Take the bytes queued for the peer (a buffer the caller now owns)."""
+        h = self._h2
+        # h2's own buffer rather than its data_to_send() copy, which would copy every
+        # response body once more.
+        data: bytes | bytearray = h._data_to_send
+        h._data_to_send = bytearray()
         if self._prefix:
-            data = self._prefix + self._h2.data_to_send()
+            data = self._prefix + data
             self._prefix = b""
-            return data
-        return self._h2.data_to_send()
+        return data
