@@ -227,6 +227,33 @@ async def test_idle_connection_without_request_times_out(start_server, autojump_
     assert 2 <= trio.current_time() - start < 2.5
 
 
+async def test_timeouts_never_cancel_a_slow_app(start_server, autojump_clock):
+    # The connection's timeouts share one cancel scope that the app runs inside: the
+    # keep-alive, head and write deadlines must all be disarmed while the app works.
+    async def slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await trio.sleep(10)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one,", "more_body": True})
+        await trio.sleep(10)
+        await send({"type": "http.response.body", "body": b"two"})
+        await trio.sleep(10)  # still running after its response, past every timeout
+
+    server = await start_server(slow_app, config=Config(
+        keep_alive_timeout=2, request_head_timeout=3, write_timeout=4))
+    client = await H1Client.open(server.port)
+    for _ in range(2):
+        with trio.fail_after(60):
+            r = await client.request("GET", "/")
+        assert (r.status, r.body) == (200, b"one,two")
+    start = trio.current_time()
+    with trio.fail_after(60):
+        assert await read_until_eof(client.stream) == b""
+    assert 12 <= trio.current_time() - start < 12.5  # the app's last 10 s, then keep-alive
+
+
 async def test_client_disconnect_is_reported_to_app(start_server):
     got: list[dict[str, Any]] = []
     done = trio.Event()

@@ -77,7 +77,11 @@ class H1Server:
         )
         if data:
             self.conn.receive_data(data)
-        self._idle_scope: trio.CancelScope | None = None
+        # One cancel scope for the whole connection, armed only while waiting for a request
+        # head (see run()): moving a deadline costs less than entering a scope per request.
+        self._watchdog: trio.CancelScope | None = None
+        self._head_reading = False  # waiting for a request head: begin_shutdown may stop it
+        self._head_begun = False  # ...and part of it is here (its timeout is a 408)
         self._shutdown = False
         self._read_size = ctx.config.read_size
         self._write_lock = trio.StrictFIFOLock()
@@ -88,8 +92,8 @@ class H1Server:
     def begin_shutdown(self) -> None:
         self._shutdown = True
         self.conn.close_after_response()
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
+        if self._head_reading and self._watchdog is not None:
+            self._watchdog.cancel()
 
     # --- socket helpers ----------------------------------------------------------------
     async def _read(self) -> bytes:
@@ -112,9 +116,25 @@ class H1Server:
             await lock.acquire()
         else:
             lock.acquire_nowait()
+        watchdog = self._watchdog
         try:
             if timeout is None:
                 await self.stream.send_all(data)
+            elif watchdog is not None:
+                # The connection's watchdog (see run()) bounds the write: moving its deadline
+                # costs less than a scope per write. Once fired it stays cancelled: the app
+                # is told ClientDisconnected here and is cancelled at its next checkpoint.
+                watchdog.deadline = trio.current_time() + timeout
+                try:
+                    await self.stream.send_all(data)
+                except trio.Cancelled:
+                    if not watchdog.cancel_called:
+                        raise
+                    raise trio.TooSlowError from None
+                finally:
+                    watchdog.deadline = math.inf
+                if watchdog.cancel_called:
+                    self.broken = True  # the deadline passed as the write ended
             else:
                 # A bare CancelScope: trio.fail_after wraps one in a generator context
                 # manager, which costs more than the write itself on this path.
@@ -162,6 +182,28 @@ class H1Server:
     async def run(self) -> Takeover | None:
         """Serve requests until the connection must close. Returns a :class:`Takeover` when the
         peer asked to upgrade to a protocol served elsewhere (h2c, websocket)."""
+        # The watchdog has a deadline only while a head is awaited (keep-alive or head
+        # timeout) or a write is under way (write_timeout), and begin_shutdown cancels it only
+        # while a head is awaited: no read deadline ever cancels the app, which runs inside
+        # it. Once fired it stays cancelled, so the connection ends.
+        with trio.CancelScope() as watchdog:
+            self._watchdog = watchdog
+            try:
+                return await self._serve(watchdog)
+            finally:
+                self._watchdog = None
+        # The watchdog fired: a head read timed out or was stopped by begin_shutdown, or a
+        # write stalled past write_timeout (then _head_reading is False).
+        if self._head_reading and self._head_begun and not self._shutdown:
+            self.ctx.counters.protocol_errors += 1
+            self.conn.send_error(408, "request head timeout")
+            try:
+                await self._flush()
+            except ClientDisconnected:
+                pass
+        return None
+
+    async def _serve(self, watchdog: trio.CancelScope) -> Takeover | None:
         conn = self.conn
         cfg = self.ctx.config
         keep_alive = cfg.keep_alive_timeout
@@ -186,14 +228,16 @@ class H1Server:
                                 now + head_timeout if head_timeout is not None else math.inf
                             )
                         deadline = head_deadline
-                    with trio.CancelScope(deadline=deadline) as scope:
-                        self._idle_scope = scope
-                        data = await self._read()
-                    self._idle_scope = None
-                    if scope.cancelled_caught:
-                        if head_deadline is not None and not self._shutdown:
-                            raise ProtocolError("request head timeout", status_code=408)
-                        return None
+                    self._head_begun = head_deadline is not None
+                    self._head_reading = True
+                    watchdog.deadline = deadline
+                    data = await self._read()  # the watchdog's Cancelled ends run() here
+                    watchdog.deadline = math.inf
+                    self._head_reading = False
+                    if watchdog.cancel_called:
+                        # The deadline passed (or shutdown began) just as the bytes came:
+                        # a timeout all the same, and the app must not start cancelled.
+                        await trio.lowlevel.checkpoint()
                     if data:
                         conn.receive_data(data)
                     else:
