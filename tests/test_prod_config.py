@@ -5,6 +5,7 @@ environment > --config file > [tool.trio_http] in pyproject.toml > defaults), --
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tomllib
 from pathlib import Path
@@ -235,3 +236,22 @@ async def test_help_lists_the_production_options():
     for flag in ("--config", "--print-config", "--workers", "--reload", "--proxy-protocol",
                  "--verify-mode", "--metrics-bind", "--interface", "--uds-mode"):
         assert flag in out
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
+async def test_response_header_atoms_in_access_log(start_server, caplog, http2):
+    import httpx
+
+    from trio_http import Config
+
+    from .conftest import hello_app
+
+    config = Config(access_logfile="-",
+                    access_log_format="%(s)s %({content-type}o)s %({x-missing}o)s %(H)s")
+    server = await start_server(hello_app, config=config)
+    with caplog.at_level(logging.INFO, logger="trio_http.access"):
+        async with httpx.AsyncClient(http1=not http2, http2=http2) as client:
+            r = await client.get(server.urls[0])
+    assert r.status_code == 200
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "trio_http.access"]
+    assert lines == [f"200 text/plain - HTTP/{'2' if http2 else '1.1'}"]

@@ -123,7 +123,9 @@ def log_app_exception(scope: Scope | None, exc: BaseException) -> None:
 class AccessLogAtoms(dict[str, str]):
     """Gunicorn-style access log atoms (``%(h)s %(r)s %(s)s %(b)s %(D)s`` ...)."""
 
-    def __init__(self, scope: Scope, status: int, size: int, duration: float) -> None:
+    def __init__(
+        self, scope: Scope, status: int, size: int, duration: float, response_headers: Any = ()
+    ) -> None:
         client = scope.get("client")
         method = scope.get("method", "GET")
         path = scope.get("raw_path", b"").decode("latin-1")
@@ -149,14 +151,16 @@ class AccessLogAtoms(dict[str, str]):
             p=f"<{id(scope)}>",
         )
         self._headers = scope.get("headers", ())
+        self._response_headers = response_headers
 
     def __missing__(self, key: str) -> str:
-        # {name}i: a request header.
-        if key.startswith("{") and key.endswith("}i"):
+        # {name}i: a request header; {name}o: a response header (Gunicorn's atoms).
+        if key.startswith("{") and key[-2:] in ("}i", "}o"):
             want = key[1:-2].lower().encode("latin-1")
-            for name, value in self._headers:
-                if name == want:
-                    return _escape(value.decode("latin-1"))
+            fields = self._headers if key[-1] == "i" else self._response_headers
+            for name, value in fields:
+                if bytes(name).lower() == want:
+                    return _escape(bytes(value).decode("latin-1"))
         return "-"
 
 
@@ -167,9 +171,13 @@ def _escape(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def log_access(fmt: str, scope: Scope, status: int, size: int, started: float) -> None:
-    """Emit one access log line at INFO on ``trio_http.access``."""
-    atoms = AccessLogAtoms(scope, status, size, time.perf_counter() - started)
+def log_access(
+    fmt: str, scope: Scope, status: int, size: int, started: float,
+    response_headers: Any = (),
+) -> None:
+    """Emit one access log line at INFO on ``trio_http.access``. ``response_headers`` are the
+    app's ``http.response.start`` headers, for ``{name}o`` atoms."""
+    atoms = AccessLogAtoms(scope, status, size, time.perf_counter() - started, response_headers)
     try:
         line = fmt % atoms
     except (KeyError, TypeError, ValueError):

@@ -346,7 +346,10 @@ class H1Server:
                     error_logger.error("ASGI app returned without sending a response")
                 await cycle.fail()
         if ctx.access_log:
-            log_access(ctx.config.access_log_format, scope, cycle.status, cycle.sent, cycle.started)
+            log_access(
+                ctx.config.access_log_format, scope, cycle.status, cycle.sent, cycle.started,
+                cycle.response_headers,
+            )
         if not self.broken and self.conn.response_complete and not self.conn.request_complete:
             self._drain_buffered_body()
 
@@ -371,6 +374,7 @@ class _Cycle:
         "received",
         "request",
         "response_done",
+        "response_headers",
         "scope",
         "sent",
         "server",
@@ -391,6 +395,7 @@ class _Cycle:
         self.received = 0  # request body bytes, counted against max_request_body_size
         self.start_message: Message | None = None
         self.status = 0
+        self.response_headers: Any = ()  # the app's, for the access log's {name}o atoms
         self.sent = 0
         self.started = time.perf_counter() if server.ctx.access_log else 0.0
         self.scope: dict[str, Any] | None = None
@@ -517,6 +522,7 @@ class _Cycle:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.start_message = message
             self.status = message.get("status", 0)
+            self.response_headers = message.get("headers", ())
             if message.get("trailers") and h1_accepts_trailers(self.request, message):
                 self.trailers = []
         elif t in FILE_MESSAGES:

@@ -266,7 +266,10 @@ class H3Server:
                         st.fail()
             completed = st.response_done
             if ctx.access_log:
-                log_access(ctx.config.access_log_format, scope, st.status, st.sent, st.started)
+                log_access(
+                ctx.config.access_log_format, scope, st.status, st.sent, st.started,
+                st.response_headers,
+            )
         finally:
             ctx.counters.streams_open -= 1
             del self.streams[request.stream_id]
@@ -303,6 +306,7 @@ class _Stream:
         "inbox",
         "request",
         "response_done",
+        "response_headers",
         "scope",
         "sent",
         "server",
@@ -324,6 +328,7 @@ class _Stream:
         self.response_done = False
         self.start_message: Message | None = None
         self.status = 0
+        self.response_headers: Any = ()  # the app's, for the access log's {name}o atoms
         self.sent = 0
         self.started = time.perf_counter() if server.ctx.access_log else 0.0
         self.cancel_scope = trio.CancelScope()
@@ -435,6 +440,7 @@ class _Stream:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             self.start_message = message
             self.status = message.get("status", 0)
+            self.response_headers = message.get("headers", ())
             if message.get("trailers"):
                 self.trailers = []
         elif t in FILE_MESSAGES:
