@@ -16,25 +16,15 @@ Backpressure, edge by edge:
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
-from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._asgi import error_logger, log_access, log_app_exception
 from ._errors import ClientDisconnected
 from ._extensions import (
-    EARLY_HINT,
-    FILE_MESSAGES,
-    INFORMATIONAL,
-    PUSH,
     PUSH_QUEUE,
-    TRAILERS,
-    gather_trailers,
     h2_push,
-    informational_head,
-    send_file,
     serve_pushes,
 )
 from ._sansio._events import (
@@ -54,7 +44,8 @@ from ._sansio._http2 import (
     StreamClosed,
 )
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._types import Headers, Message
+from ._stream_bridge import StreamBridge
+from ._types import Message
 from ._websocket import WebSocketSession, serve_websocket_stream
 
 if TYPE_CHECKING:
@@ -62,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["H2Server"]
 
-_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -355,204 +345,33 @@ class H2Server:
                 return
 
 
-class _Stream:
-    """One request stream: its body inbox (bounded by the stream's receive window, in bytes),
-    its send window waiter, and its ASGI ``receive``/``send``."""
+class _Stream(StreamBridge):
+    """An HTTP/2 request stream: DATA waits for the connection's write buffer and for this
+    stream's window, both bounded by ``write_timeout``; server push is served."""
 
-    __slots__ = (
-        "_headers_sent",
-        "_readable",
-        "_writable",
-        "body_done",
-        "buffered",
-        "cancel_scope",
-        "disconnected",
-        "ended",
-        "inbox",
-        "request",
-        "response_done",
-        "response_headers",
-        "scope",
-        "sent",
-        "server",
-        "start_message",
-        "started",
-        "status",
-        "trailers",
-        "trailers_due",
-    )
+    __slots__ = ()
+    stream_closed = StreamClosed
+    internal_error = INTERNAL_ERROR
 
-    def __init__(self, server: H2Server, request: Request) -> None:
-        self.server = server
-        self.request = request
-        self.inbox: deque[tuple[bytes, int]] = deque()
-        self.buffered = 0  # bytes in inbox
-        self.ended = False
-        self.body_done = False
-        self.disconnected = False
-        self.response_done = False
-        self.start_message: Message | None = None
-        self.status = 0
-        self.response_headers: Any = ()  # the app's, for the access log's {name}o atoms
-        self.sent = 0
-        self.started = time.perf_counter() if server.ctx.access_log else 0.0
-        self.cancel_scope = trio.CancelScope()
-        self.scope: dict[str, Any] | None = None
-        self._headers_sent = False
-        self._readable = trio.Event()
-        self._writable = trio.Event()
-        #: Trailer fields gathered when the response promised some (``trailers: True``).
-        self.trailers: Headers | None = None
-        self.trailers_due = False  # the body is complete; the trailers end the stream
-
-    def wake(self) -> None:
-        self._readable.set()
-
-    def wake_window(self) -> None:
-        self._writable.set()
-
-    def disconnect(self) -> None:
-        self.disconnected = True
-        self._readable.set()
-        self._writable.set()
-
-    def statistics(self) -> dict[str, int]:
-        """Bytes and chunks waiting in the inbox."""
-        return {"buffered_bytes": self.buffered, "buffered_chunks": len(self.inbox)}
-
-    async def receive(self) -> Message:
-        while True:
-            if self.inbox:
-                inbox = self.inbox
-                if len(inbox) == 1:
-                    body, flow = inbox.popleft()
-                else:
-                    parts = []
-                    flow = 0
-                    while inbox:
-                        b, f = inbox.popleft()
-                        parts.append(b)
-                        flow += f
-                    body = b"".join(parts)
-                self.buffered = 0
-                if flow:
-                    # Credit returns only now that the app has the bytes.
-                    self.server.conn.acknowledge_data(self.request.stream_id, flow)
-                    self.server.kick()
-                self.body_done = self.ended
-                return {"type": "http.request", "body": body, "more_body": not self.ended}
-            if self.disconnected:
-                return _DISCONNECT
-            if self.ended and not self.body_done:
-                self.body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.body_done and self.response_done:
-                return _DISCONNECT
-            # No await between the checks above and this wait, so no wake-up is lost.
-            self._readable = trio.Event()
-            timeout = self.server.ctx.config.body_read_timeout
-            # An extended CONNECT stream (a WebSocket) may rightly be silent for long.
-            if self.ended or timeout is None or self.request.protocol is not None:
-                await self._readable.wait()
-                continue
-            with trio.move_on_after(timeout) as scope:
-                await self._readable.wait()
-            if scope.cancelled_caught:
-                # No body for body_read_timeout seconds: 408 (or a reset) and disconnect.
-                self.server.ctx.counters.protocol_errors += 1
-                self.server.conn.abort_request(self.request.stream_id, 408)
-                self.server.kick()
-                self.disconnect()
-
-    async def send(self, message: Message) -> None:
-        t = message["type"]
+    async def _send_body(self, view: memoryview, last: bool) -> None:
         server = self.server
         conn = server.conn
         sid = self.request.stream_id
-        if t == "http.response.body":
-            if self.start_message is None:
-                raise RuntimeError("ASGI: http.response.body before http.response.start")
+        while True:
+            await server.wait_writable()
             if self.disconnected:
                 raise ClientDisconnected("the stream was reset or the connection closed")
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            if self.trailers_due:
-                raise RuntimeError("ASGI: http.response.body after the final body")
-            last = not more and self.trailers is None  # this message ends the stream
-            try:
-                if not self._headers_sent:
-                    self._send_head(end_stream=not body and last)
-                    if not body and not more:
-                        self._body_complete(last)
-                        return
-                view = memoryview(body)
-                while True:
-                    await server.wait_writable()
-                    if self.disconnected:
-                        raise ClientDisconnected("the stream was reset or the connection closed")
-                    n = conn.send_data(sid, view, end_stream=last)
-                    if n:
-                        self.sent += n
-                        server.queued(n)
-                        view = view[n:]
-                    if not view:
-                        break
-                    self._writable = trio.Event()
-                    if conn.send_window(sid) <= 0:
-                        await self._wait_for_window()
-                if not more:
-                    if not body:
-                        # send_data() queued a bare END_STREAM, which queued() did not count.
-                        server.kick()
-                    self._body_complete(last)
-            except StreamClosed:
-                self.disconnect()
-                raise ClientDisconnected("the stream was reset or the connection closed") from None
-        elif t == "http.response.start":
-            if self.start_message is not None or self.response_done:
-                raise RuntimeError("ASGI: http.response.start sent twice")
-            self.start_message = message
-            self.status = message.get("status", 0)
-            self.response_headers = message.get("headers", ())
-            if message.get("trailers"):
-                self.trailers = []
-        elif t in FILE_MESSAGES:
-            await send_file(self, message, head_sent=self._headers_sent)
-        elif t == TRAILERS:
-            self._send_trailers(message)
-        elif t == EARLY_HINT or t == INFORMATIONAL:
-            head = informational_head(message)
-            if head is not None and not self._headers_sent and not self.disconnected:
-                try:
-                    conn.send_response(sid, *head)  # HEADERS without END_STREAM
-                except StreamClosed:
-                    self.disconnect()
-                    raise ClientDisconnected("the stream was reset") from None
-                server.kick()
-        elif t == PUSH:
-            h2_push(self, message)
-        else:
-            raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
-
-    def _body_complete(self, last: bool) -> None:
-        if last:
-            self._finish()
-        else:
-            self.trailers_due = True
-
-    def _send_trailers(self, message: Message) -> None:
-        trailers = gather_trailers(self, message)
-        if trailers is None:
-            return
-        if self.disconnected:
-            raise ClientDisconnected("the stream was reset or the connection closed")
-        try:
-            self.server.conn.end_stream(self.request.stream_id, trailers)
-        except StreamClosed:
-            self.disconnect()
-            raise ClientDisconnected("the stream was reset or the connection closed") from None
-        self.server.kick()
-        self._finish()
+            n = conn.send_data(sid, view, end_stream=last)
+            if n:
+                self.sent += n
+                server.queued(n)
+                view = view[n:]
+            if not view:
+                break
+            self._writable = trio.Event()
+            if conn.send_window(sid) <= 0:
+                await self._wait_for_window()
+        server.kick()  # a bare END_STREAM is not counted by queued()
 
     async def _wait_for_window(self) -> None:
         # A peer that never opens its window stalls us as surely as one that stops reading
@@ -569,42 +388,5 @@ class _Stream:
             self.disconnect()
             raise ClientDisconnected("the peer's flow-control window stayed shut")
 
-    def _send_head(self, *, end_stream: bool) -> None:
-        cfg = self.server.ctx.config
-        assert self.start_message is not None
-        status, headers = response_head(
-            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header,
-            alt_svc=self.server.ctx.alt_svc,
-        )
-        # send_response() leaves out connection-specific fields (RFC 9113 §8.2.2).
-        self.server.conn.send_response(
-            self.request.stream_id, status, headers, end_stream=end_stream
-        )
-        self._headers_sent = True
-        self.server.kick()
-
-    def _finish(self) -> None:
-        self.response_done = True
-        self._readable.set()  # a receive() waiting for disconnect may return now
-
-    def fail(self) -> None:
-        """The app failed: a 500 if nothing was sent, otherwise reset the stream."""
-        if self.disconnected:
-            return
-        conn = self.server.conn
-        sid = self.request.stream_id
-        try:
-            if not self._headers_sent:
-                self.status = 500
-                body = b"500 Internal Server Error\n"
-                conn.send_response(sid, 500, [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ])
-                conn.send_data(sid, body, end_stream=True)
-                self.response_done = True
-            else:
-                conn.reset_stream(sid, INTERNAL_ERROR)
-        except StreamClosed:
-            pass
-        self.server.kick()
+    def _push(self, message: Message) -> None:
+        h2_push(self, message)

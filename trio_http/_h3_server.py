@@ -18,24 +18,12 @@ Time is ``trio.current_time()``, the clock of the cancel-scope deadlines.
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._asgi import error_logger, log_access, log_app_exception
 from ._errors import ClientDisconnected
-from ._extensions import (
-    EARLY_HINT,
-    FILE_MESSAGES,
-    INFORMATIONAL,
-    PUSH,
-    TRAILERS,
-    gather_trailers,
-    informational_head,
-    send_file,
-)
 from ._sansio._events import (
     ConnectionTerminated,
     Data,
@@ -54,7 +42,7 @@ from ._sansio._http3 import (
     StreamClosed,
 )
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._types import Headers, Message
+from ._stream_bridge import StreamBridge
 from ._websocket import WebSocketSession, serve_websocket_stream
 
 if TYPE_CHECKING:
@@ -66,7 +54,6 @@ __all__ = ["INBOX_DATAGRAMS", "H3Server"]
 #: Datagrams queued from the endpoint to one connection before more are dropped.
 INBOX_DATAGRAMS = 256
 
-_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
 
 class H3Server:
@@ -196,7 +183,7 @@ class H3Server:
             if t is Data:
                 st = streams.get(ev.stream_id)  # type: ignore[union-attr]
                 if st is not None:
-                    st.inbox.append(ev.data)  # type: ignore[union-attr]
+                    st.inbox.append((ev.data, len(ev.data)))  # type: ignore[union-attr]
                     st.buffered += len(ev.data)  # type: ignore[union-attr]
                     st.wake()
                 else:
@@ -290,229 +277,32 @@ class H3Server:
             self._maybe_finish()
 
 
-class _Stream:
-    """One request stream: its body inbox (bounded by the stream's receive credit, in
-    bytes), the wait for send-buffer room, and its ASGI ``receive``/``send``."""
+class _Stream(StreamBridge):
+    """An HTTP/3 request stream: DATA waits for room under ``send_buffer_size``
+    unacknowledged bytes on this stream; no server push, no Alt-Svc."""
 
-    __slots__ = (
-        "_headers_sent",
-        "_readable",
-        "_writable",
-        "body_done",
-        "buffered",
-        "cancel_scope",
-        "disconnected",
-        "ended",
-        "inbox",
-        "request",
-        "response_done",
-        "response_headers",
-        "scope",
-        "sent",
-        "server",
-        "start_message",
-        "started",
-        "status",
-        "trailers",
-        "trailers_due",
-    )
+    __slots__ = ()
+    stream_closed = StreamClosed
+    internal_error = H3_INTERNAL_ERROR
+    advertise_alt_svc = False
 
-    def __init__(self, server: H3Server, request: Request) -> None:
-        self.server = server
-        self.request = request
-        self.inbox: deque[bytes] = deque()
-        self.buffered = 0  # bytes in inbox
-        self.ended = request.end_stream
-        self.body_done = False
-        self.disconnected = False
-        self.response_done = False
-        self.start_message: Message | None = None
-        self.status = 0
-        self.response_headers: Any = ()  # the app's, for the access log's {name}o atoms
-        self.sent = 0
-        self.started = time.perf_counter() if server.ctx.access_log else 0.0
-        self.cancel_scope = trio.CancelScope()
-        self.scope: dict[str, Any] | None = None
-        self._headers_sent = False
-        self._readable = trio.Event()
-        self._writable = trio.Event()
-        #: Trailer fields gathered when the response promised some (``trailers: True``).
-        self.trailers: Headers | None = None
-        self.trailers_due = False  # the body is complete; the trailers end the stream
-
-    def wake(self) -> None:
-        self._readable.set()
-
-    def wake_window(self) -> None:
-        self._writable.set()
-
-    def disconnect(self) -> None:
-        self.disconnected = True
-        self._readable.set()
-        self._writable.set()
-
-    def statistics(self) -> dict[str, int]:
-        """Bytes and chunks waiting in the inbox."""
-        return {"buffered_bytes": self.buffered, "buffered_chunks": len(self.inbox)}
-
-    async def receive(self) -> Message:
-        while True:
-            if self.inbox:
-                inbox = self.inbox
-                body = inbox.popleft() if len(inbox) == 1 else b"".join(inbox)
-                inbox.clear()
-                self.buffered = 0
-                # Credit returns only now that the app has the bytes.
-                self.server.conn.acknowledge_data(self.request.stream_id, len(body))
-                self.server.kick()
-                self.body_done = self.ended
-                return {"type": "http.request", "body": body, "more_body": not self.ended}
-            if self.disconnected:
-                return _DISCONNECT
-            if self.ended and not self.body_done:
-                self.body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.body_done and self.response_done:
-                return _DISCONNECT
-            # No await between the checks above and this wait, so no wake-up is lost.
-            self._readable = trio.Event()
-            timeout = self.server.ctx.config.body_read_timeout
-            # An extended CONNECT stream (a WebSocket) may rightly be silent for long.
-            if self.ended or timeout is None or self.request.protocol is not None:
-                await self._readable.wait()
-                continue
-            with trio.move_on_after(timeout) as scope:
-                await self._readable.wait()
-            if scope.cancelled_caught:
-                # No body for body_read_timeout seconds: 408 (or a reset) and disconnect,
-                # as on HTTP/1.1 and HTTP/2.
-                self.server.ctx.counters.protocol_errors += 1
-                self.server.conn.abort_request(self.request.stream_id, 408)
-                self.server.kick()
-                self.disconnect()
-
-    async def send(self, message: Message) -> None:
-        t = message["type"]
+    async def _send_body(self, view: memoryview, last: bool) -> None:
         server = self.server
         conn = server.conn
         sid = self.request.stream_id
-        if t == "http.response.body":
-            if self.start_message is None:
-                raise RuntimeError("ASGI: http.response.body before http.response.start")
-            if self.response_done:
-                raise RuntimeError("ASGI: http.response.body after the response completed")
-            if self.disconnected:
-                raise ClientDisconnected("the stream was reset or the connection closed")
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            if self.trailers_due:
-                raise RuntimeError("ASGI: http.response.body after the final body")
-            last = not more and self.trailers is None  # this message ends the stream
-            try:
-                if not self._headers_sent:
-                    self._send_head(end_stream=not body and last)
-                    if not body and not more:
-                        self._body_complete(last)
-                        return
-                view = memoryview(body)
-                while view:
-                    self._writable = trio.Event()
-                    n = conn.send_data(sid, view, end_stream=last)
-                    if n:
-                        self.sent += n
-                        server.kick()
-                        view = view[n:]
-                    if view:
-                        await self._writable.wait()
-                        if self.disconnected:
-                            raise ClientDisconnected(
-                                "the stream was reset or the connection closed")
-                if not more:
-                    if not body and last:
-                        conn.end_stream(sid)
-                        server.kick()
-                    self._body_complete(last)
-            except StreamClosed:
-                self.disconnect()
-                raise ClientDisconnected("the stream was reset or the connection closed") from None
-        elif t == "http.response.start":
-            if self.start_message is not None or self.response_done:
-                raise RuntimeError("ASGI: http.response.start sent twice")
-            self.start_message = message
-            self.status = message.get("status", 0)
-            self.response_headers = message.get("headers", ())
-            if message.get("trailers"):
-                self.trailers = []
-        elif t in FILE_MESSAGES:
-            await send_file(self, message, head_sent=self._headers_sent)
-        elif t == TRAILERS:
-            self._send_trailers(message)
-        elif t == EARLY_HINT or t == INFORMATIONAL:
-            head = informational_head(message)
-            if head is not None and not self._headers_sent and not self.disconnected:
-                try:
-                    conn.send_response(sid, *head)  # an interim HEADERS frame
-                except StreamClosed:
-                    self.disconnect()
-                    raise ClientDisconnected("the stream was reset") from None
+        if not view:
+            if last:
+                conn.end_stream(sid)
                 server.kick()
-        elif t != PUSH:  # no HTTP/3 server push: ignored
-            raise RuntimeError(f"ASGI: unexpected message type {t!r} for an http scope")
-
-    def _body_complete(self, last: bool) -> None:
-        if last:
-            self._finish()
-        else:
-            self.trailers_due = True
-
-    def _send_trailers(self, message: Message) -> None:
-        trailers = gather_trailers(self, message)
-        if trailers is None:
             return
-        if self.disconnected:
-            raise ClientDisconnected("the stream was reset or the connection closed")
-        try:
-            self.server.conn.end_stream(self.request.stream_id, trailers)
-        except StreamClosed:
-            self.disconnect()
-            raise ClientDisconnected("the stream was reset or the connection closed") from None
-        self.server.kick()
-        self._finish()
-
-    def _send_head(self, *, end_stream: bool) -> None:
-        cfg = self.server.ctx.config
-        assert self.start_message is not None
-        status, headers = response_head(
-            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header
-        )
-        self.server.conn.send_response(
-            self.request.stream_id, status, headers, end_stream=end_stream
-        )
-        self._headers_sent = True
-        self.server.kick()
-
-    def _finish(self) -> None:
-        self.response_done = True
-        self._readable.set()  # a receive() waiting for disconnect may return now
-
-    def fail(self) -> None:
-        """The app failed: a 500 if nothing was sent, otherwise reset the stream."""
-        if self.disconnected:
-            return
-        conn = self.server.conn
-        sid = self.request.stream_id
-        try:
-            if not self._headers_sent:
-                self.status = 500
-                body = b"500 Internal Server Error\n"
-                conn.send_response(sid, 500, [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ])
-                conn.send_data(sid, body, end_stream=True)
-                self.response_done = True
-            else:
-                conn.reset_stream(sid, H3_INTERNAL_ERROR)
-        except StreamClosed:
-            pass
-        self.server.kick()
+        while view:
+            self._writable = trio.Event()
+            n = conn.send_data(sid, view, end_stream=last)
+            if n:
+                self.sent += n
+                server.kick()
+                view = view[n:]
+            if view:
+                await self._writable.wait()
+                if self.disconnected:
+                    raise ClientDisconnected("the stream was reset or the connection closed")
