@@ -53,7 +53,7 @@ from ._events import (
 )
 from ._fields import check_field
 from ._h2_frames import FLOOD_WINDOW, FrameScanner
-from ._limits import refusal_status
+from ._limits import RequestHead, refusal_status
 
 __all__ = ["FLOOD_WINDOW", "H2Connection", "StreamClosed"]
 
@@ -326,26 +326,9 @@ class H2Connection:
             self._resets += 1
             self.reset_stream(sid, REFUSED_STREAM)
             return None
-        method = target = authority = b""
-        scheme = protocol = None
-        headers: Headers = []
-        for name, value in ev.headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    target = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value.decode("ascii", "replace")
-                elif name == b":protocol":
-                    protocol = value.decode("ascii", "replace")
-            else:
-                headers.append((name, value))
-        if authority and not any(n == b"host" for n, _ in headers):
-            # RFC 9113 §8.3.1: ASGI apps look for Host; give them :authority under that name.
-            headers.insert(0, (b"host", authority))
+        head = RequestHead(ev.headers)
+        method, target, authority = head.method, head.target, head.authority
+        scheme, protocol, headers = head.scheme, head.protocol, head.headers
         if method == b"CONNECT" and protocol is None:
             self.reset_stream(sid, PROTOCOL_ERROR)
             return None

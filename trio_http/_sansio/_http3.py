@@ -68,7 +68,7 @@ from ._events import (
     WindowUpdated,
 )
 from ._fields import check_field
-from ._limits import refusal_status
+from ._limits import RequestHead, refusal_status
 
 __all__ = [
     "H3_EXCESSIVE_LOAD",
@@ -373,26 +373,9 @@ class H3Connection:
         ):
             self._refuse(sid, H3_REQUEST_REJECTED)
             return
-        method = target = authority = b""
-        scheme = protocol = None
-        headers: Headers = []
-        for name, value in h.headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    target = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value.decode("ascii", "replace")
-                elif name == b":protocol":
-                    protocol = value.decode("ascii", "replace")
-            else:
-                headers.append((name, value))
-        if authority and not any(n == b"host" for n, _ in headers):
-            # ASGI apps look for Host; give them :authority under that name (RFC 9114 §4.3.1).
-            headers.insert(0, (b"host", authority))
+        head = RequestHead(h.headers)
+        method, target, authority = head.method, head.target, head.authority
+        scheme, protocol, headers = head.scheme, head.protocol, head.headers
         if method == b"CONNECT" and protocol is None:
             # Plain CONNECT asks for a tunnel, which we do not serve; nothing was processed.
             self._refuse(sid, H3_REQUEST_REJECTED)

@@ -1,11 +1,48 @@
-"""Request limits shared by HTTP/2 and HTTP/3, where a request head arrives whole: the
-status a stream is refused with before its application runs."""
+"""Request heads as HTTP/2 and HTTP/3 deliver them (a whole field list with pseudo-header
+fields): splitting out the pseudo-header fields, and the status a stream is refused with
+before its application runs."""
 
 from __future__ import annotations
 
 from ._events import Headers
 
-__all__ = ["refusal_status"]
+__all__ = ["RequestHead", "refusal_status"]
+
+
+class RequestHead:
+    """A request's pseudo-header fields (RFC 9113 §8.3.1, RFC 9114 §4.3.1, RFC 8441 §4) and
+    its other fields. ``headers`` gains ``host`` from ``:authority`` when it has none, since
+    ASGI apps look for Host."""
+
+    __slots__ = ("authority", "headers", "method", "protocol", "scheme", "target")
+
+    def __init__(self, fields: Headers) -> None:
+        method = target = authority = b""
+        scheme = protocol = None
+        headers: Headers = []
+        for name, value in fields:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    target = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value.decode("ascii", "replace")
+                elif name == b":protocol":
+                    protocol = value.decode("ascii", "replace")
+            else:
+                headers.append((name, value))
+        if authority and not any(n == b"host" for n, _ in headers):
+            headers.insert(0, (b"host", authority))
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.scheme: str | None = scheme
+        self.protocol: str | None = protocol
+        self.headers = headers
+
 
 
 def refusal_status(
