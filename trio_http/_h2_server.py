@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._asgi import error_logger, log_access, log_app_exception
+from ._asgi import error_logger
 from ._errors import ClientDisconnected
 from ._extensions import (
     PUSH_QUEUE,
@@ -43,7 +43,7 @@ from ._sansio._http2 import (
     H2Connection,
     StreamClosed,
 )
-from ._sansio._scope import ConnectionInfo, build_scope
+from ._sansio._scope import ConnectionInfo
 from ._stream_bridge import StreamBridge
 from ._types import Message
 from ._websocket import WebSocketSession, serve_websocket_stream
@@ -263,29 +263,9 @@ class H2Server:
             self._stream_finished(st, st.response_done)
 
     async def _run_stream(self, st: _Stream) -> None:
-        ctx = self.ctx
-        scope = build_scope(st.request, self.info)
-        st.scope = scope
         completed = False
         try:
-            with st.cancel_scope:
-                try:
-                    await ctx.app(scope, st.receive, st.send)
-                except Exception as exc:
-                    ctx.counters.app_errors += 1
-                    if not (st.disconnected and isinstance(exc, ClientDisconnected)):
-                        log_app_exception(scope, exc)
-                    st.fail()
-                else:
-                    if not st.response_done:
-                        error_logger.error("ASGI app returned without completing its response")
-                        st.fail()
-            completed = st.response_done
-            if ctx.access_log:
-                log_access(
-                ctx.config.access_log_format, scope, st.status, st.sent, st.started,
-                st.response_headers,
-            )
+            completed = await st.run_app(self.info)
         finally:
             self._stream_finished(st, completed)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._asgi import error_logger, log_access, log_app_exception
+from ._asgi import error_logger
 from ._errors import ClientDisconnected
 from ._sansio._events import (
     ConnectionTerminated,
@@ -41,7 +41,7 @@ from ._sansio._http3 import (
     H3Event,
     StreamClosed,
 )
-from ._sansio._scope import ConnectionInfo, build_scope
+from ._sansio._scope import ConnectionInfo
 from ._stream_bridge import StreamBridge
 from ._websocket import WebSocketSession, serve_websocket_stream
 
@@ -229,52 +229,30 @@ class H3Server:
         nursery.start_soon(self._run_stream, st)
 
     async def _run_stream(self, st: _Stream) -> None:
-        ctx = self.ctx
-        request = st.request
-        if request.method == b"CONNECT":
+        if st.request.method == b"CONNECT":
             # Extended CONNECT (RFC 9220): WebSockets, through the same layer as HTTP/2.
             await self._run_websocket(st)
             return
-        scope = build_scope(request, self.info)
-        st.scope = scope
         completed = False
         try:
-            with st.cancel_scope:
-                try:
-                    await ctx.app(scope, st.receive, st.send)
-                except Exception as exc:
-                    ctx.counters.app_errors += 1
-                    if not (st.disconnected and isinstance(exc, ClientDisconnected)):
-                        log_app_exception(scope, exc)
-                    st.fail()
-                else:
-                    if not st.response_done:
-                        error_logger.error("ASGI app returned without completing its response")
-                        st.fail()
-            completed = st.response_done
-            if ctx.access_log:
-                log_access(
-                ctx.config.access_log_format, scope, st.status, st.sent, st.started,
-                st.response_headers,
-            )
+            completed = await st.run_app(self.info)
         finally:
-            ctx.counters.streams_open -= 1
-            del self.streams[request.stream_id]
-            self.conn.stream_done(request.stream_id, completed=completed)
-            self.kick()
-            self._maybe_finish()
+            self._stream_finished(st, completed)
 
     async def _run_websocket(self, st: _Stream) -> None:
-        sid = st.request.stream_id
         try:
             with st.cancel_scope:
                 await serve_websocket_stream(self.ctx, self.info, st, self.websockets)
         finally:
-            self.ctx.counters.streams_open -= 1
-            del self.streams[sid]
-            self.conn.stream_done(sid, completed=st.response_done)
-            self.kick()
-            self._maybe_finish()
+            self._stream_finished(st, st.response_done)
+
+    def _stream_finished(self, st: _Stream, completed: bool) -> None:
+        sid = st.request.stream_id
+        self.ctx.counters.streams_open -= 1
+        del self.streams[sid]
+        self.conn.stream_done(sid, completed=completed)
+        self.kick()
+        self._maybe_finish()
 
 
 class _Stream(StreamBridge):

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from ._asgi import response_head
+from ._asgi import error_logger, log_access, log_app_exception, response_head
 from ._errors import ClientDisconnected
 from ._extensions import (
     EARLY_HINT,
@@ -24,6 +24,7 @@ from ._extensions import (
     send_file,
 )
 from ._sansio._events import Headers, Request
+from ._sansio._scope import ConnectionInfo, build_scope
 from ._types import Message
 
 __all__ = ["StreamBridge"]
@@ -93,6 +94,32 @@ class StreamBridge:
         #: Trailer fields gathered when the response promised some (``trailers: True``).
         self.trailers: Headers | None = None
         self.trailers_due = False  # the body is complete; the trailers end the stream
+
+    async def run_app(self, info: ConnectionInfo) -> bool:
+        """Run the ASGI app on this stream inside its cancel scope (a peer reset cancels it).
+        An app exception becomes a 500, or a reset once the response has begun, and is logged.
+        Returns whether the response was completed."""
+        ctx = self.server.ctx
+        scope = build_scope(self.request, info)
+        self.scope = scope
+        with self.cancel_scope:
+            try:
+                await ctx.app(scope, self.receive, self.send)
+            except Exception as exc:
+                ctx.counters.app_errors += 1
+                if not (self.disconnected and isinstance(exc, ClientDisconnected)):
+                    log_app_exception(scope, exc)
+                self.fail()
+            else:
+                if not self.response_done:
+                    error_logger.error("ASGI app returned without completing its response")
+                    self.fail()
+        if ctx.access_log:
+            log_access(
+                ctx.config.access_log_format, scope, self.status, self.sent, self.started,
+                self.response_headers,
+            )
+        return self.response_done
 
     def wake(self) -> None:
         self._readable.set()

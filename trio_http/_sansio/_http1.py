@@ -30,7 +30,7 @@ from ._events import (
 )
 from ._fields import TOKEN_BYTES, VALUE_BYTES, check_field
 
-__all__ = ["DEFAULT_LIMITS", "REASONS", "H1Connection", "RequestLimits"]
+__all__ = ["DEFAULT_LIMITS", "REASONS", "H1Connection", "H1Output", "RequestLimits", "error_body"]
 
 #: Reason phrases (RFC 9110 §15) for the status line, as bytes.
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
@@ -222,7 +222,48 @@ def _check_target(method: bytes, target: bytes, host: bytes | None) -> None:
         raise ProtocolError("Host does not match the request-target")
 
 
-class H1Connection:
+def error_body(status: int, message: str = "") -> bytes:
+    """The plain-text body of an error response both parsers send: the status line's words
+    and, if given, a short reason (at most 200 bytes)."""
+    body = f"{status} {REASONS.get(status, b'').decode()}\n".encode()
+    if message:
+        body += message.encode("utf-8", "replace")[:200] + b"\n"
+    return body
+
+
+class H1Output:
+    """The output side both HTTP/1.1 parsers share: bytes queued in ``_out`` until the I/O
+    layer takes them, and the request to close after the current response."""
+
+    __slots__ = ("_close_after", "_out")
+
+    def __init__(self) -> None:
+        self._out: list[bytes] = []
+        self._close_after = False
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes queued for the peer (may be empty)."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def data_to_send_parts(self) -> list[bytes]:
+        """Take the bytes queued for the peer as the pieces they were queued in, so a large
+        body can be written without first being copied into one buffer."""
+        out = self._out
+        self._out = []
+        return out
+
+    # --- the keep-alive cycle ----------------------------------------------------------
+    def close_after_response(self) -> None:
+        """Ask to close once the current (or next) response is done: adds ``connection:
+        close`` to a response not yet started (graceful shutdown, RFC 9112 §9.6)."""
+        self._close_after = True
+
+
+class H1Connection(H1Output):
     """One HTTP/1.1 server connection.
 
     Feed bytes with :meth:`receive_data` / :meth:`receive_eof`; pull events with
@@ -236,7 +277,7 @@ class H1Connection:
     """
 
     __slots__ = (
-        "_close_after", "_h11", "_head_request", "_limits", "_max_head", "_no_body", "_out",
+        "_h11", "_head_request", "_limits", "_max_head", "_no_body",
         "_raw", "_scanned", "request",
     )
 
@@ -256,10 +297,9 @@ class H1Connection:
         raw = getattr(buffer, "_data", None)
         self._raw: bytearray | None = raw if isinstance(raw, bytearray) else None
         self._scanned = 0  # bytes of an incomplete head already searched for its end
-        self._out: list[bytes] = []
+        super().__init__()
         self._no_body = False
         self._head_request = False
-        self._close_after = False
         #: The request currently being served, if any.
         self.request: Request | None = None
 
@@ -446,9 +486,7 @@ class H1Connection:
         if a response has already started (the caller then just closes)."""
         if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"{status} {REASONS.get(status, b'').decode()}\n".encode()
-        if message:
-            body += message.encode("utf-8", "replace")[:200] + b"\n"
+        body = error_body(status, message)
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
@@ -463,26 +501,7 @@ class H1Connection:
         except h11.LocalProtocolError:
             pass
 
-    def data_to_send(self) -> bytes:
-        """Take the bytes queued for the peer (may be empty)."""
-        out = self._out
-        if not out:
-            return b""
-        self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
-
-    def data_to_send_parts(self) -> list[bytes]:
-        """Take the bytes queued for the peer as the pieces they were queued in, so a large
-        body can be written without first being copied into one buffer."""
-        out = self._out
-        self._out = []
-        return out
-
     # --- the keep-alive cycle ----------------------------------------------------------
-    def close_after_response(self) -> None:
-        """Ask to close once the current (or next) response is done: adds ``connection:
-        close`` to a response not yet started (graceful shutdown, RFC 9112 §9.6)."""
-        self._close_after = True
 
     @property
     def response_started(self) -> bool:

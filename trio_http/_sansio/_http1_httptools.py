@@ -32,7 +32,7 @@ from ._events import (
     Request,
 )
 from ._fields import check_field
-from ._http1 import REASONS, RequestLimits, _check_request
+from ._http1 import REASONS, H1Output, RequestLimits, _check_request, error_body
 
 __all__ = ["HttptoolsH1Connection"]
 
@@ -80,12 +80,11 @@ def _has_token(fields: Headers, name: bytes, token: bytes) -> bool:
     return False
 
 
-class HttptoolsH1Connection:
+class HttptoolsH1Connection(H1Output):
     """One HTTP/1.1 server connection parsed by httptools; see
     :class:`~trio_http._sansio._http1.H1Connection` for the interface (identical)."""
 
     __slots__ = (
-        "_close_after",
         "_dead",
         "_eof",
         "_events",
@@ -101,7 +100,6 @@ class HttptoolsH1Connection:
         "_limits",
         "_max_head",
         "_msg_open",
-        "_out",
         "_out_state",
         "_parser",
         "_queued_bytes",
@@ -149,11 +147,10 @@ class HttptoolsH1Connection:
         self._head_request = False
         self._http10 = False
         self._waiting_100 = False
-        self._out: list[bytes] = []
+        super().__init__()
         self._out_state = _IDLE
         self._framing = _NONE
         self._remaining = 0
-        self._close_after = False
 
     # --- llhttp callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -565,9 +562,7 @@ class HttptoolsH1Connection:
         if self._out_state != _IDLE:
             return
         reason = REASONS.get(status, b"")
-        body = f"{status} {reason.decode()}\n".encode()
-        if message:
-            body += message.encode("utf-8", "replace")[:200] + b"\n"
+        body = error_body(status, message)
         self._out.append(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
@@ -576,26 +571,7 @@ class HttptoolsH1Connection:
         self._out_state = _DONE
         self._keep_alive = False
 
-    def data_to_send(self) -> bytes:
-        """Take the bytes queued for the peer (may be empty)."""
-        out = self._out
-        if not out:
-            return b""
-        self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
-
-    def data_to_send_parts(self) -> list[bytes]:
-        """Take the bytes queued for the peer as the pieces they were queued in, so a large
-        body can be written without first being copied into one buffer."""
-        out = self._out
-        self._out = []
-        return out
-
     # --- the keep-alive cycle ----------------------------------------------------------
-    def close_after_response(self) -> None:
-        """Ask to close once the current (or next) response is done: adds ``connection:
-        close`` to a response not yet started (graceful shutdown, RFC 9112 §9.6)."""
-        self._close_after = True
 
     @property
     def response_started(self) -> bool:
