@@ -32,6 +32,7 @@ from ._sansio._events import NEED_DATA, ConnectionTerminated, Data, EndOfMessage
 from ._sansio._h1_parser import make_h1_connection
 from ._sansio._http1 import RequestLimits
 from ._sansio._scope import ConnectionInfo, build_scope
+from ._sockio import raw_socket, receive_after_wait, try_send
 from ._types import Headers, Message
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class H1Server:
         self, stream: trio.abc.Stream, ctx: ServerContext, info: ConnectionInfo, data: bytes = b""
     ) -> None:
         self.stream = stream
+        #: The plain socket under ``stream`` for the hot path's direct calls (_sockio.py).
+        self._sock = raw_socket(stream)
         self.ctx = ctx
         self.info = info
         cfg = ctx.config
@@ -105,11 +108,38 @@ class H1Server:
             self.broken = True
         return bytes(data)
 
-    async def _write(self, data: bytes) -> None:
+    async def _read_head(self) -> bytes:
+        """Read while waiting for a request head (a checkpoint: the watchdog's deadline
+        applies)."""
+        if self._sock is None:
+            return await self._read()
+        data = await receive_after_wait(self._sock, self._read_size)
+        if not data:
+            self.broken = True
+        return data
+
+    async def _write(self, data: bytes | memoryview, checkpoint: bool = True) -> None:
+        """Write all of ``data``. With ``checkpoint=False`` (a response's last write: the
+        connection loop's next read is a checkpoint) a write the kernel takes at once does not
+        go through the scheduler."""
         if self.broken:
             raise ClientDisconnected("the client has disconnected")
-        timeout = self.ctx.config.write_timeout
         lock = self._write_lock
+        sock = self._sock
+        if sock is not None and not lock.locked():
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                sent = try_send(sock, data)
+            except OSError as exc:
+                self.broken = True
+                raise ClientDisconnected("the client has disconnected") from exc
+            if sent == len(data):
+                if checkpoint:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            # The kernel's buffer is full: the stream waits for room, under write_timeout.
+            data = memoryview(data)[sent:]
+        timeout = self.ctx.config.write_timeout
         # Uncontended (the usual case: one task sends), take the lock without a checkpoint:
         # send_all below checkpoints anyway, and each extra one is a trip through the scheduler.
         if lock.locked():
@@ -148,10 +178,12 @@ class H1Server:
         finally:
             lock.release()
 
-    async def _flush(self) -> None:
+    async def _flush(self, checkpoint: bool = True) -> None:
+        """Write what the state machine has queued; ``checkpoint=False`` for a response's last
+        flush (see _write)."""
         parts = self.conn.data_to_send_parts()
         if len(parts) == 1:
-            await self._write(parts[0])
+            await self._write(parts[0], checkpoint)
         elif parts:
             # One write for the usual small response; past _COALESCE bytes, big pieces go out
             # as they are (a megabyte joined is a fresh allocation and copy per response).
@@ -165,7 +197,7 @@ class H1Server:
                 else:
                     chunk.append(part)
             if chunk:
-                await self._write(b"".join(chunk))
+                await self._write(b"".join(chunk), checkpoint)
 
     async def _read_body(self) -> bytes | None:
         """Read more of a request body; ``None`` when none came for ``body_read_timeout``
@@ -210,9 +242,15 @@ class H1Server:
         head_timeout = cfg.request_head_timeout
         max_requests = cfg.max_requests_per_connection
         counters = self.ctx.counters
+        after_cycle = False  # a cycle ended: if the next request is here already, yield first
         try:
             while True:
                 event = conn.next_event()
+                if after_cycle and event is not NEED_DATA:
+                    # A response's last write skips its checkpoint (see _write) because the
+                    # head read below is one; a pipelined request skips that read.
+                    await trio.lowlevel.checkpoint()
+                after_cycle = True
                 # Once part of a head is here, the rest must follow within head_timeout of
                 # that, however it trickles in (slowloris); before, keep_alive applies.
                 head_deadline = None
@@ -231,7 +269,7 @@ class H1Server:
                     self._head_begun = head_deadline is not None
                     self._head_reading = True
                     watchdog.deadline = deadline
-                    data = await self._read()  # the watchdog's Cancelled ends run() here
+                    data = await self._read_head()  # the watchdog's Cancelled ends run() here
                     watchdog.deadline = math.inf
                     self._head_reading = False
                     if watchdog.cancel_called:
@@ -516,7 +554,7 @@ class _Cycle:
                     self.start_message = None
                     if self.wait_scope is not None:
                         self.wait_scope.cancel()
-            await server._flush()
+            await server._flush(checkpoint=not self.response_done)
         elif t == "http.response.start":
             if self.start_message is not None or self.response_done:
                 raise RuntimeError("ASGI: http.response.start sent twice")
@@ -555,7 +593,7 @@ class _Cycle:
         self.start_message = None
         if self.wait_scope is not None:
             self.wait_scope.cancel()
-        await self.server._flush()
+        await self.server._flush(checkpoint=False)
 
     def _start(self, content_length: int | None) -> None:
         cfg = self.server.ctx.config

@@ -1,0 +1,65 @@
+"""Direct system calls on a plain TCP or Unix connection, for the HTTP/1.1 hot path.
+
+``trio.SocketStream`` wraps every call in a conflict detector, an error-translating generator
+context manager and trio's try-then-wait helper, which ends each successful call with a trip
+through the scheduler. Per keep-alive request those wrappers cost more than our whole
+HTTP/1.1 bridge (profiled: about a quarter of the server's CPU). The two calls made on every
+request go to the socket directly instead:
+
+* the wait for the next request head waits for readability first and then calls ``recv()``
+  once: right after a response the next request is almost never here yet, so trying
+  ``recv()`` first only buys an ``EAGAIN`` and an exception;
+* a write tries ``send()`` at once; only when the kernel's buffer is full does the caller fall
+  back to the stream (which waits for room under its timeout).
+
+Everything else (TLS, request bodies, WebSockets, sendfile) keeps using the stream.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import trio
+
+__all__ = ["raw_socket", "receive_after_wait", "try_send"]
+
+
+def raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """The stdlib socket under a plain ``trio.SocketStream``; ``None`` for any other stream
+    (TLS, a test's memory stream, PROXY-protocol wrappers).
+
+    trio has no public accessor for it: the attribute read is guarded, so a trio release that
+    renames it only turns the hot path off (``tests/test_sockio.py`` notices)."""
+    if type(stream) is not trio.SocketStream:
+        return None
+    sock: Any = getattr(stream.socket, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+async def receive_after_wait(sock: socket.socket, max_bytes: int) -> bytes:
+    """Wait until ``sock`` is readable, then read up to ``max_bytes`` bytes.
+
+    Returns ``b""`` at end of file or when the connection failed (reset, closed). Always a
+    checkpoint: it raises :exc:`trio.Cancelled` if cancelled while waiting, having read
+    nothing."""
+    while True:
+        try:
+            await trio.lowlevel.wait_readable(sock)
+        except (trio.ClosedResourceError, OSError):
+            return b""
+        try:
+            return sock.recv(max_bytes)
+        except BlockingIOError:
+            continue  # a spurious wake-up
+        except OSError:
+            return b""
+
+
+def try_send(sock: socket.socket, data: bytes | memoryview) -> int:
+    """Send what the kernel takes of ``data`` now, without waiting; returns the bytes sent
+    (0 when the buffer is full). Raises :exc:`OSError` when the connection failed."""
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
