@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import trio
 
 from ._config import Config
+from ._head_timeouts import HeadTimeouts
 from ._types import ASGIApp
 
 
@@ -54,6 +55,10 @@ class ServerContext:
         self.shutdown_deadline = math.inf
         self._live: dict[Shutdownable, trio.CancelScope] = {}
         self.access_log = config.access_logfile is not None
+        #: HTTP/1.1 request-head timeouts, armed just in time (its task runs in serve_asgi).
+        self.head_timeouts = HeadTimeouts.for_timeouts(
+            config.keep_alive_timeout, config.request_head_timeout
+        )
         #: ``alt-svc`` value added to TCP responses (set when HTTP/3 is served, RFC 7838).
         self.alt_svc: bytes | None = None
         #: Scope extensions of every connection of this server (each adds its own, ``tls``...).

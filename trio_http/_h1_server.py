@@ -10,7 +10,9 @@ Bytes of a pipelined next request that arrive meanwhile stay buffered in h11 (at
 from __future__ import annotations
 
 import math
+import socket
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
@@ -32,7 +34,7 @@ from ._sansio._events import NEED_DATA, ConnectionTerminated, Data, EndOfMessage
 from ._sansio._h1_parser import make_h1_connection
 from ._sansio._http1 import RequestLimits
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._sockio import raw_socket, receive_after_wait, try_send
+from ._sockio import advance, raw_socket, receive_after_wait, try_send
 from ._types import Headers, Message
 
 if TYPE_CHECKING:
@@ -53,6 +55,25 @@ _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 #: Bytes under which queued pieces are joined into one write.
 _COALESCE = 65536
+
+
+def _coalesce(parts: list[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    # One write for the usual small response; past _COALESCE bytes, big pieces go out as they
+    # are (a megabyte joined is a fresh allocation and copy per response).
+    if len(parts) == 1:
+        yield parts[0]
+        return
+    chunk: list[bytes | memoryview] = []
+    for part in parts:
+        if len(part) >= _COALESCE:
+            if chunk:
+                yield b"".join(chunk)
+                chunk = []
+            yield part
+        else:
+            chunk.append(part)
+    if chunk:
+        yield b"".join(chunk)
 
 
 class H1Server:
@@ -84,6 +105,11 @@ class H1Server:
         # head (see run()): moving a deadline costs less than entering a scope per request.
         self._watchdog: trio.CancelScope | None = None
         self._head_reading = False  # waiting for a request head: begin_shutdown may stop it
+        # Head timeouts armed lazily (see _head_timeouts.py): the wait's end, whether it
+        # still has no deadline, and whether HeadTimeouts gave the watchdog one.
+        self.head_deadline = math.inf
+        self.head_waiting = False
+        self._armed = False
         self._head_begun = False  # ...and part of it is here (its timeout is a 408)
         self._shutdown = False
         self._read_size = ctx.config.read_size
@@ -91,6 +117,13 @@ class H1Server:
         self._requests = 0  # requests begun on this connection
         self.max_body = cfg.max_request_body_size
         self.broken = False  # the socket failed or the peer closed
+
+    def arm_head_deadline(self) -> None:
+        """Called by :class:`HeadTimeouts` when this connection's head wait is nearly due."""
+        self.head_waiting = False
+        if self._watchdog is not None:
+            self._armed = True
+            self._watchdog.deadline = self.head_deadline
 
     def begin_shutdown(self) -> None:
         self._shutdown = True
@@ -119,85 +152,89 @@ class H1Server:
         return data
 
     async def _write(self, data: bytes | memoryview, checkpoint: bool = True) -> None:
-        """Write all of ``data``. With ``checkpoint=False`` (a response's last write: the
-        connection loop's next read is a checkpoint) a write the kernel takes at once does not
-        go through the scheduler."""
+        """Write all of ``data`` (see :meth:`_write_parts`)."""
+        await self._write_parts([data], checkpoint)
+
+    async def _flush(self, checkpoint: bool = True) -> None:
+        """Write what the state machine has queued; ``checkpoint=False`` for a response's last
+        flush (see :meth:`_write_parts`)."""
+        parts: list[bytes | memoryview] = self.conn.data_to_send_parts()  # type: ignore[assignment]
+        if parts:
+            await self._write_parts(parts, checkpoint)
+
+    async def _write_parts(self, parts: list[bytes | memoryview], checkpoint: bool = True) -> None:
+        """Write all of ``parts`` (consumed), in order, under ``write_timeout``; raises
+        :exc:`ClientDisconnected` if the connection failed or stalled.
+
+        With ``checkpoint=False`` (a response's last write: the connection loop's next read is
+        a checkpoint) a write the kernel takes at once does not go through the scheduler."""
         if self.broken:
             raise ClientDisconnected("the client has disconnected")
         lock = self._write_lock
-        sock = self._sock
-        if sock is not None and not lock.locked():
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                sent = try_send(sock, data)
-            except OSError as exc:
-                self.broken = True
-                raise ClientDisconnected("the client has disconnected") from exc
-            if sent == len(data):
-                if checkpoint:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                return
-            # The kernel's buffer is full: the stream waits for room, under write_timeout.
-            data = memoryview(data)[sent:]
-        timeout = self.ctx.config.write_timeout
         # Uncontended (the usual case: one task sends), take the lock without a checkpoint:
-        # send_all below checkpoints anyway, and each extra one is a trip through the scheduler.
+        # the write checkpoints anyway, and each extra one is a trip through the scheduler.
         if lock.locked():
             await lock.acquire()
         else:
             lock.acquire_nowait()
-        watchdog = self._watchdog
         try:
-            if timeout is None:
-                await self.stream.send_all(data)
-            elif watchdog is not None:
-                # The connection's watchdog (see run()) bounds the write: moving its deadline
-                # costs less than a scope per write. Once fired it stays cancelled: the app
-                # is told ClientDisconnected here and is cancelled at its next checkpoint.
-                watchdog.deadline = trio.current_time() + timeout
-                try:
-                    await self.stream.send_all(data)
-                except trio.Cancelled:
-                    if not watchdog.cancel_called:
-                        raise
-                    raise trio.TooSlowError from None
-                finally:
-                    watchdog.deadline = math.inf
-                if watchdog.cancel_called:
-                    self.broken = True  # the deadline passed as the write ended
+            if self._sock is not None:
+                await self._send_raw(self._sock, parts, checkpoint)
             else:
-                # A bare CancelScope: trio.fail_after wraps one in a generator context
-                # manager, which costs more than the write itself on this path.
-                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-                    await self.stream.send_all(data)
-                if scope.cancelled_caught:
-                    raise trio.TooSlowError
-        except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
+                for data in _coalesce(parts):
+                    await self._bounded(self.stream.send_all, data)
+        except (*_STREAM_ERRORS, trio.TooSlowError, OSError) as exc:
             self.broken = True
             raise ClientDisconnected("the client has disconnected") from exc
         finally:
             lock.release()
 
-    async def _flush(self, checkpoint: bool = True) -> None:
-        """Write what the state machine has queued; ``checkpoint=False`` for a response's last
-        flush (see _write)."""
-        parts = self.conn.data_to_send_parts()
-        if len(parts) == 1:
-            await self._write(parts[0], checkpoint)
-        elif parts:
-            # One write for the usual small response; past _COALESCE bytes, big pieces go out
-            # as they are (a megabyte joined is a fresh allocation and copy per response).
-            chunk: list[bytes] = []
-            for part in parts:
-                if len(part) >= _COALESCE:
-                    if chunk:
-                        await self._write(b"".join(chunk))
-                        chunk = []
-                    await self._write(part)
-                else:
-                    chunk.append(part)
-            if chunk:
-                await self._write(b"".join(chunk), checkpoint)
+    async def _send_raw(
+        self, sock: socket.socket, parts: list[bytes | memoryview], checkpoint: bool
+    ) -> None:
+        # One sendmsg() for the head and the body, however large: no joining copy. Only when
+        # the kernel's buffer is full do we wait (for writability, under write_timeout).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            sent = try_send(sock, parts)
+            advance(parts, sent)
+            if not parts:
+                break
+            await self._bounded(trio.lowlevel.wait_writable, sock)
+            waited = True
+        if checkpoint and not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _bounded(self, fn: Callable[[Any], Awaitable[object]], arg: Any) -> None:
+        """``await fn(arg)`` (a write, or a wait for room to write) under ``write_timeout``;
+        raises :exc:`trio.TooSlowError` when it passes."""
+        timeout = self.ctx.config.write_timeout
+        watchdog = self._watchdog
+        if timeout is None:
+            await fn(arg)
+        elif watchdog is not None:
+            # The connection's watchdog (see run()) bounds the write: moving its deadline
+            # costs less than a scope per write. Once fired it stays cancelled: the app is
+            # told ClientDisconnected here and is cancelled at its next checkpoint.
+            watchdog.deadline = trio.current_time() + timeout
+            try:
+                await fn(arg)
+            except trio.Cancelled:
+                if not watchdog.cancel_called:
+                    raise
+                raise trio.TooSlowError from None
+            finally:
+                watchdog.deadline = math.inf
+            if watchdog.cancel_called:
+                self.broken = True  # the deadline passed as the write ended
+        else:
+            # A bare CancelScope: trio.fail_after wraps one in a generator context manager,
+            # which costs more than the write itself on this path.
+            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                await fn(arg)
+            if scope.cancelled_caught:
+                raise trio.TooSlowError
 
     async def _read_body(self) -> bytes | None:
         """Read more of a request body; ``None`` when none came for ``body_read_timeout``
@@ -218,11 +255,15 @@ class H1Server:
         # timeout) or a write is under way (write_timeout), and begin_shutdown cancels it only
         # while a head is awaited: no read deadline ever cancels the app, which runs inside
         # it. Once fired it stays cancelled, so the connection ends.
+        timeouts = self.ctx.head_timeouts
         with trio.CancelScope() as watchdog:
             self._watchdog = watchdog
+            timeouts.add(self)
             try:
                 return await self._serve(watchdog)
             finally:
+                timeouts.discard(self)
+                self.head_waiting = False
                 self._watchdog = None
         # The watchdog fired: a head read timed out or was stopped by begin_shutdown, or a
         # write stalled past write_timeout (then _head_reading is False).
@@ -242,6 +283,7 @@ class H1Server:
         head_timeout = cfg.request_head_timeout
         max_requests = cfg.max_requests_per_connection
         counters = self.ctx.counters
+        timeouts = self.ctx.head_timeouts
         after_cycle = False  # a cycle ended: if the next request is here already, yield first
         try:
             while True:
@@ -268,9 +310,19 @@ class H1Server:
                         deadline = head_deadline
                     self._head_begun = head_deadline is not None
                     self._head_reading = True
-                    watchdog.deadline = deadline
-                    data = await self._read_head()  # the watchdog's Cancelled ends run() here
-                    watchdog.deadline = math.inf
+                    # The watchdog's Cancelled ends run() in _read_head. Once armed, the
+                    # deadline stays until the head is complete (see below the loop).
+                    self.head_deadline = deadline
+                    if self._armed:
+                        if watchdog.deadline != deadline:  # keep-alive, then head timeout
+                            watchdog.deadline = deadline
+                    elif timeouts.running:
+                        self.head_waiting = True  # HeadTimeouts arms it if the wait nears it
+                    else:
+                        self._armed = True
+                        watchdog.deadline = deadline
+                    data = await self._read_head()
+                    self.head_waiting = False
                     self._head_reading = False
                     if watchdog.cancel_called:
                         # The deadline passed (or shutdown began) just as the bytes came:
@@ -281,6 +333,10 @@ class H1Server:
                     else:
                         conn.receive_eof()
                     event = conn.next_event()
+                if self._armed:
+                    # The head is here: no deadline while the app runs.
+                    self._armed = False
+                    watchdog.deadline = math.inf
                 if type(event) is not Request:
                     return None  # ConnectionTerminated (EOF) or a stray event
                 counters.requests_total += 1

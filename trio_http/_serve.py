@@ -212,6 +212,7 @@ async def serve_asgi_listeners(
                     handlers.start_soon(serve_quic_endpoint, endpoint)
                 try:
                     async with trio.open_nursery() as accept:
+                        accept.start_soon(ctx.head_timeouts.run)
                         for lst in listeners:
                             accept.start_soon(
                                 _accept_loop, lst, ctx, handler_nursery or handlers, limiter

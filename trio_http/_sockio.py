@@ -9,8 +9,9 @@ request go to the socket directly instead:
 * the wait for the next request head waits for readability first and then calls ``recv()``
   once: right after a response the next request is almost never here yet, so trying
   ``recv()`` first only buys an ``EAGAIN`` and an exception;
-* a write tries ``send()`` at once; only when the kernel's buffer is full does the caller fall
-  back to the stream (which waits for room under its timeout).
+* a write is one ``send()`` or ``sendmsg()`` (a response's head and body gathered, with no
+  joining copy), made at once; only when the kernel's buffer is full does the caller wait
+  for room, under its write timeout.
 
 Everything else (TLS, request bodies, WebSockets, sendfile) keeps using the stream.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["raw_socket", "receive_after_wait", "try_send"]
+__all__ = ["advance", "raw_socket", "receive_after_wait", "try_send"]
 
 
 def raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
@@ -56,10 +57,31 @@ async def receive_after_wait(sock: socket.socket, max_bytes: int) -> bytes:
             return b""
 
 
-def try_send(sock: socket.socket, data: bytes | memoryview) -> int:
-    """Send what the kernel takes of ``data`` now, without waiting; returns the bytes sent
-    (0 when the buffer is full). Raises :exc:`OSError` when the connection failed."""
+#: Most buffers handed to one sendmsg() (Linux's IOV_MAX is 1024).
+_MAX_PARTS = 64
+
+
+def try_send(sock: socket.socket, parts: list[bytes | memoryview]) -> int:
+    """Send what the kernel takes of ``parts`` now, in one system call (``sendmsg`` gathers
+    them: no joining copy), without waiting; returns the bytes sent (0 when the buffer is
+    full). Raises :exc:`OSError` when the connection failed."""
     try:
-        return sock.send(data)
+        if len(parts) == 1:
+            return sock.send(parts[0])
+        return sock.sendmsg(parts[:_MAX_PARTS])
     except BlockingIOError:
         return 0
+
+
+def advance(parts: list[bytes | memoryview], sent: int) -> None:
+    """Drop the first ``sent`` bytes from ``parts`` (in place)."""
+    done = 0
+    for i, part in enumerate(parts):
+        n = len(part)
+        if sent < n:
+            if sent:
+                parts[i] = memoryview(part)[sent:]
+            break
+        sent -= n
+        done = i + 1
+    del parts[:done]
