@@ -134,3 +134,47 @@ def test_config_selects_parser():
     assert Config(h1_parser="httptools").h1_parser == "httptools"
     with pytest.raises(ConfigError):
         Config(h1_parser="fast")  # type: ignore[arg-type]
+
+
+DEFAULTS = [(b"server", b"trio_http"), (b"date", b"Sat, 21 Nov 2026 10:00:00 GMT")]
+
+
+@pytest.mark.parametrize("cls", PARSERS)
+@pytest.mark.parametrize(("request_bytes", "headers", "length", "expect"), [
+    # The app's own fields first (lowercased), then the defaults it did not set, then the
+    # length of a body in hand.
+    (GET11, [(b"Content-Type", b"text/plain")], 2,
+     [b"content-type: text/plain", b"server: trio_http",
+      b"date: Sat, 21 Nov 2026 10:00:00 GMT", b"content-length: 2"]),
+    (GET11, [(b"Server", b"mine"), (b"content-length", b"2")], 2,
+     [b"server: mine", b"content-length: 2", b"date: Sat, 21 Nov 2026 10:00:00 GMT"]),
+    (GET11, [(bytearray(b"x-a"), memoryview(b"1"))], None,
+     [b"x-a: 1", b"server: trio_http", b"date: Sat, 21 Nov 2026 10:00:00 GMT",
+      b"transfer-encoding: chunked"]),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", [], 2,
+     [b"server: trio_http", b"date: Sat, 21 Nov 2026 10:00:00 GMT", b"content-length: 2",
+      b"connection: close"]),
+])
+def test_response_head_with_defaults_and_length(cls, request_bytes, headers, length, expect):
+    conn = cls()
+    conn.receive_data(request_bytes)
+    assert isinstance(conn.next_event(), Request)
+    conn.send_response(200, headers, content_length=length, defaults=DEFAULTS)
+    conn.send_data(b"ok")
+    conn.send_end()
+    head = conn.data_to_send().split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 200 OK"
+    assert [line.lower() for line in head[1:]] == [line.lower() for line in expect]
+
+
+@pytest.mark.parametrize("cls", PARSERS)
+@pytest.mark.parametrize(("status", "headers", "error"), [
+    (None, [], ValueError), (99, [], ValueError), (600, [], ValueError),
+    (200, [("x-str", b"v")], TypeError), (200, [(b"x", b"a\nb")], ValueError),
+])
+def test_invalid_response_heads_are_app_errors(cls, status, headers, error):
+    conn = cls()
+    conn.receive_data(GET11)
+    conn.next_event()
+    with pytest.raises(error):
+        conn.send_response(status, headers, defaults=DEFAULTS)

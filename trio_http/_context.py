@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 import trio
 
+from ._asgi import DEFAULT_SERVER, http_date
 from ._config import Config
 from ._head_timeouts import HeadTimeouts
-from ._types import ASGIApp
+from ._types import ASGIApp, Headers
 
 
 class Shutdownable(Protocol):
@@ -63,6 +64,25 @@ class ServerContext:
         self.alt_svc: bytes | None = None
         #: Scope extensions of every connection of this server (each adds its own, ``tls``...).
         self.extensions: dict[str, dict[str, Any]] = {}
+        self._date: bytes | None = None
+        self._defaults: Headers | None = None
+
+    def default_fields(self) -> Headers:
+        """The fields a response gets unless the app set them: ``server``, ``date`` (each if
+        enabled) and ``alt-svc``. The list is rebuilt only when the date changes (once a
+        second); callers must not modify it."""
+        date = http_date() if self.config.date_header else None
+        if date is not self._date or self._defaults is None:
+            fields: Headers = []
+            if self.config.server_header:
+                fields.append((b"server", DEFAULT_SERVER))
+            if date is not None:
+                fields.append((b"date", date))
+            if self.alt_svc is not None:
+                fields.append((b"alt-svc", self.alt_svc))
+            self._date = date
+            self._defaults = fields
+        return self._defaults
 
     def register(self, conn: Shutdownable, scope: trio.CancelScope) -> None:
         """Track a connection; if shutdown has begun, tell it at once."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
-from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._asgi import error_logger, log_access, log_app_exception
 from ._errors import ClientDisconnected, ProtocolError
 from ._extensions import (
     EARLY_HINT,
@@ -652,18 +652,14 @@ class _Cycle:
         await self.server._flush(checkpoint=False)
 
     def _start(self, content_length: int | None) -> None:
-        cfg = self.server.ctx.config
-        assert self.start_message is not None
-        status, headers = response_head(
-            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header,
-            alt_svc=self.server.ctx.alt_svc,
+        server = self.server
+        message = self.start_message
+        assert message is not None
+        server.conn.send_response(
+            message.get("status", 0), message.get("headers", ()),
+            # With the whole body in hand, say its length rather than chunk it.
+            content_length=content_length, defaults=server.ctx.default_fields(),
         )
-        if content_length is not None and status >= 200 and not any(
-            n in (b"content-length", b"transfer-encoding") for n, _ in headers
-        ):
-            # The whole body is in hand: say its length rather than chunk it.
-            headers.append((b"content-length", str(content_length).encode()))
-        self.server.conn.send_response(status, headers)
 
     async def fail(self) -> None:
         """The app failed: a 500 if nothing was sent, otherwise close the connection."""

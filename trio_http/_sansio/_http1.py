@@ -9,6 +9,7 @@ head, its body and its end can leave in one write.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -419,13 +420,40 @@ class H1Connection(H1Output):
             raise ValueError(f"invalid informational response: {exc}") from None
         self._out.append(data or b"")
 
-    def send_response(self, status: int, headers: Headers) -> None:
-        """Queue the response head. Raises :class:`ValueError` for an invalid status or fields
-        (an application error)."""
+    def send_response(
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        content_length: int | None = None,
+        defaults: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Queue the response head: ``headers`` as the application gave them (names in any
+        case; bytes-like), then each of ``defaults`` (already valid, lowercase: ``server``,
+        ``date``...) whose name the application did not use, then ``content-length:
+        <content_length>`` (bytes) if given and the application set neither Content-Length
+        nor Transfer-Encoding.
+
+        Raises :class:`ValueError` (or :class:`TypeError` for a field that is not bytes-like)
+        for an invalid status or field: an application error."""
+        if type(status) is not int or not 200 <= status <= 599:
+            raise ValueError(f"invalid response status {status!r}")
+        fields: Headers = []
+        framed = False
+        for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                name, value = bytes(name), bytes(value)
+            name = name.lower()
+            framed = framed or name == b"content-length" or name == b"transfer-encoding"
+            fields.append((name, value))
+        for field in defaults:
+            if not any(field[0] == name for name, _ in fields):
+                fields.append(field)
+        if content_length is not None and not framed:
+            fields.append((b"content-length", b"%d" % content_length))
         if self._close_after:
-            headers = [*headers, (b"connection", b"close")]
-        if not 200 <= status <= 999:
-            raise ValueError(f"invalid response status {status}")
+            fields.append((b"connection", b"close"))
+        headers = fields
         try:
             data = self._h11.send(h11.Response(
                 status_code=status, headers=_response_headers(headers),

@@ -15,6 +15,7 @@ an unfinished head) exceeds ``max_request_header_size``; one read adds at most `
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 
 import h11
 import httptools
@@ -393,24 +394,39 @@ class HttptoolsH1Connection(H1Output):
         self._out.append(b"".join(lines))
         self._waiting_100 = False
 
-    def send_response(self, status: int, headers: Headers) -> None:
-        """Queue the response head. Raises :class:`ValueError` for an invalid status or fields
-        (an application error)."""
-        if self._close_after:
-            headers = [*headers, (b"connection", b"close")]
-        if not 200 <= status <= 999:
-            raise ValueError(f"invalid response status {status}")
+    def send_response(
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        content_length: int | None = None,
+        defaults: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Queue the response head (RFC 9112 §4): ``headers`` as the application gave them
+        (names in any case; bytes-like), then each of ``defaults`` (already valid, lowercase:
+        ``server``, ``date``...) whose name the application did not use, then
+        ``content-length: <content_length>`` (bytes) if given and the application set neither
+        Content-Length nor Transfer-Encoding. One pass over the fields: this is the hottest
+        path of a response.
+
+        Raises :class:`ValueError` (or :class:`TypeError` for a field that is not bytes-like)
+        for an invalid status or field: an application error."""
+        if type(status) is not int or not 200 <= status <= 599:
+            raise ValueError(f"invalid response status {status!r}")
         if self._out_state != _IDLE:
             raise self._broken("invalid response: a response was already sent")
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
+        fields: list[tuple[bytes, bytes]] = []
         length: int | None = None
         chunked = close = False
-        rebuild = False  # framing or connection fields must be rewritten (rare)
+        rebuild = self._close_after  # framing or connection fields must be rewritten (rare)
         for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                name, value = bytes(name), bytes(value)
             check_field(name, value)
+            name = name.lower()
             value = value.strip(b" \t")
-            lname = name.lower()
-            if lname == b"content-length":
+            if name == b"content-length":
                 if not value.isdigit():
                     raise ValueError(f"invalid content-length {value!r}")
                 if length is not None:
@@ -418,13 +434,23 @@ class HttptoolsH1Connection(H1Output):
                         raise ValueError("conflicting content-length values")
                     rebuild = True
                 length = int(value)
-            elif lname == b"transfer-encoding":
+            elif name == b"transfer-encoding":
                 if value.lower() != b"chunked":
                     raise ValueError("the only transfer-coding a response may set is chunked")
                 chunked = True
-            elif lname == b"connection":
-                close = close or _has_token([(lname, value)], b"connection", b"close")
+            elif name == b"connection":
+                close = close or _has_token([(name, value)], b"connection", b"close")
+            fields.append((name, value))
             lines.append(name + b": " + value + b"\r\n")
+        for field in defaults:
+            if not any(field[0] == name for name, _ in fields):
+                fields.append(field)
+                lines.append(field[0] + b": " + field[1] + b"\r\n")
+        if content_length is not None and length is None and not chunked and status >= 200:
+            length = content_length
+            value = b"%d" % length
+            fields.append((b"content-length", value))
+            lines.append(b"content-length: " + value + b"\r\n")
         no_body = self._head_request or status == 204 or status == 304
         if status == 204 or status == 304:
             framing = _NONE
@@ -436,7 +462,7 @@ class HttptoolsH1Connection(H1Output):
         else:
             framing = _CHUNKED
             rebuild = True
-        keep_alive = self._keep_alive and not close
+        keep_alive = self._keep_alive and not close and not self._close_after
         if framing == _CHUNKED and self._http10:
             # An HTTP/1.0 client knows no chunked coding: the body ends with the connection.
             framing = _UNTIL_CLOSE
@@ -445,7 +471,7 @@ class HttptoolsH1Connection(H1Output):
         if not keep_alive and not close:
             rebuild = True
         if rebuild:
-            lines = self._rebuild(lines[0], headers, framing, keep_alive)
+            lines = self._rebuild(lines[0], fields, framing, keep_alive)
         lines.append(b"\r\n")
         self._out.append(b"".join(lines))
         self._keep_alive = keep_alive
