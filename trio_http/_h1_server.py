@@ -10,7 +10,6 @@ Bytes of a pipelined next request that arrive meanwhile stay buffered in h11 (at
 from __future__ import annotations
 
 import math
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -171,40 +170,29 @@ class H1Server:
         if self.broken:
             raise ClientDisconnected("the client has disconnected")
         lock = self._write_lock
-        # Uncontended (the usual case: one task sends), take the lock without a checkpoint:
-        # the write checkpoints anyway, and each extra one is a trip through the scheduler.
-        if lock.locked():
-            await lock.acquire()
-        else:
-            lock.acquire_nowait()
+        sock = self._sock
         try:
-            if self._sock is not None:
-                await self._send_raw(self._sock, parts, checkpoint)
-            else:
-                for data in _coalesce(parts):
-                    await self._bounded(self.stream.send_all, data)
+            if sock is not None and not lock.locked():
+                # No write is under way (the lock is held only across a wait), so one the
+                # kernel takes at once needs no lock: taking one costs more than the write.
+                # sendmsg() gathers a head and its body: no joining copy.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                advance(parts, try_send(sock, parts))
+                if not parts:
+                    if checkpoint:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    return
+            async with lock:
+                if sock is not None:
+                    while parts:
+                        await self._bounded(trio.lowlevel.wait_writable, sock)
+                        advance(parts, try_send(sock, parts))
+                else:
+                    for data in _coalesce(parts):
+                        await self._bounded(self.stream.send_all, data)
         except (*_STREAM_ERRORS, trio.TooSlowError, OSError) as exc:
             self.broken = True
             raise ClientDisconnected("the client has disconnected") from exc
-        finally:
-            lock.release()
-
-    async def _send_raw(
-        self, sock: socket.socket, parts: list[bytes | memoryview], checkpoint: bool
-    ) -> None:
-        # One sendmsg() for the head and the body, however large: no joining copy. Only when
-        # the kernel's buffer is full do we wait (for writability, under write_timeout).
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            sent = try_send(sock, parts)
-            advance(parts, sent)
-            if not parts:
-                break
-            await self._bounded(trio.lowlevel.wait_writable, sock)
-            waited = True
-        if checkpoint and not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _bounded(self, fn: Callable[[Any], Awaitable[object]], arg: Any) -> None:
         """``await fn(arg)`` (a write, or a wait for room to write) under ``write_timeout``;

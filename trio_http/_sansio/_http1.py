@@ -439,15 +439,16 @@ class H1Connection(H1Output):
         if type(status) is not int or not 200 <= status <= 599:
             raise ValueError(f"invalid response status {status!r}")
         fields: Headers = []
-        framed = False
+        names: list[bytes] = []
         for name, value in headers:
             if type(name) is not bytes or type(value) is not bytes:
                 name, value = bytes(name), bytes(value)
             name = name.lower()
-            framed = framed or name == b"content-length" or name == b"transfer-encoding"
             fields.append((name, value))
+            names.append(name)
+        framed = b"content-length" in names or b"transfer-encoding" in names
         for field in defaults:
-            if not any(field[0] == name for name, _ in fields):
+            if field[0] not in names:
                 fields.append(field)
         if content_length is not None and not framed:
             fields.append((b"content-length", b"%d" % content_length))

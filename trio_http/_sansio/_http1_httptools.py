@@ -417,6 +417,7 @@ class HttptoolsH1Connection(H1Output):
             raise self._broken("invalid response: a response was already sent")
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
         fields: list[tuple[bytes, bytes]] = []
+        names: list[bytes] = []
         length: int | None = None
         chunked = close = False
         rebuild = self._close_after  # framing or connection fields must be rewritten (rare)
@@ -441,9 +442,10 @@ class HttptoolsH1Connection(H1Output):
             elif name == b"connection":
                 close = close or _has_token([(name, value)], b"connection", b"close")
             fields.append((name, value))
+            names.append(name)
             lines.append(name + b": " + value + b"\r\n")
         for field in defaults:
-            if not any(field[0] == name for name, _ in fields):
+            if field[0] not in names:
                 fields.append(field)
                 lines.append(field[0] + b": " + field[1] + b"\r\n")
         if content_length is not None and length is None and not chunked and status >= 200:
