@@ -85,3 +85,42 @@ async def test_a_response_larger_than_the_socket_buffer_arrives_whole(start_serv
     head, _, got = raw.partition(b"\r\n\r\n")
     assert b"content-length: 16777216" in head.lower()
     assert got == body
+
+
+async def test_a_websocket_app_that_only_sends_still_lets_other_tasks_run(
+    start_server: Any,
+) -> None:
+    # A write the kernel takes whole may skip its checkpoint only if a read has waited since
+    # the last one that did: an app sending in a loop must still yield to the scheduler.
+    from .apps.ws_peers import open_h1_websocket
+
+    ticks = 0
+    seen: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        for i in range(40):
+            seen.append(ticks)  # no await here but send(): only the server can yield
+            await send({"type": "websocket.send", "text": str(i)})
+        await send({"type": "websocket.close", "code": 1000})
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    server = await start_server(app)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            async with open_h1_websocket(server.port) as ws:
+                got = [await ws.receive_message() for _ in range(40)]
+                assert (await ws.expect_close())[0] == 1000
+            nursery.cancel_scope.cancel()
+    assert got == [str(i) for i in range(40)]
+    # A yield at every other send at least: without one, seen would hold one or two values.
+    assert len(set(seen)) >= 10, seen

@@ -360,20 +360,28 @@ class WebSocketSession:
         proto = self.proto
         assert proto is not None
         lock = self._lock
-        # Uncontended (the usual case), take the lock without a checkpoint: send_all
-        # checkpoints anyway, and each extra one is a trip through the scheduler.
-        if lock.locked():
-            await lock.acquire()
-        else:
-            lock.acquire_nowait()
-        try:
-            while True:
-                data = proto.data_to_send()
-                if not data:
-                    return
-                await self.transport.send_all(data)
-        finally:
-            lock.release()
+        transport = self.transport
+        while True:
+            data: bytes | memoryview = proto.data_to_send()
+            if not data:
+                return
+            if lock.locked():
+                await lock.acquire()  # another task's write is under way: after it
+            else:
+                # No write is under way (the lock is held only across a write that waits),
+                # so one the kernel takes whole needs no lock: taking one costs more.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                sent = transport.send_now(data)  # type: ignore[arg-type]
+                if sent == len(data):
+                    await transport.after_send_now()
+                    continue
+                if sent:
+                    data = memoryview(data)[sent:]
+                lock.acquire_nowait()
+            try:
+                await transport.send_all(data)
+            finally:
+                lock.release()
 
     async def _flush_shielded(self) -> None:
         """:meth:`_flush` for the app's task while it reads: an app may cancel its

@@ -20,6 +20,7 @@ import trio
 from ._errors import ClientDisconnected
 from ._sansio._events import Request
 from ._sansio._websocket import ConnectOpening, H1Opening, WebSocketProtocol
+from ._sockio import raw_socket, receive_after_wait, try_send
 from ._types import Headers, Message
 
 __all__ = ["H1Accept", "HTTPStream", "Inbox", "Opening", "SocketTransport", "StreamAccept",
@@ -36,7 +37,9 @@ class Transport(Protocol):
     broken: bool
 
     async def receive_some(self) -> bytes: ...
-    async def send_all(self, data: bytes) -> None: ...
+    def send_now(self, data: bytes) -> int: ...
+    async def after_send_now(self) -> None: ...
+    async def send_all(self, data: bytes | memoryview) -> None: ...
     async def finish(self, *, linger: bool) -> None: ...
     async def watchdog(self) -> None: ...
     async def abort(self) -> None: ...
@@ -51,11 +54,14 @@ class SocketTransport:
     more than a small WebSocket message: writes only note when they start, and arm the
     watchdog's deadline when it is not armed already."""
 
-    __slots__ = ("_read_size", "_timeout", "_watch_scope", "_write_started", "broken",
-                 "stream")
+    __slots__ = ("_read_size", "_sock", "_timeout", "_watch_scope", "_write_started",
+                 "_yield_due", "broken", "stream")
 
     def __init__(self, stream: trio.abc.Stream, read_size: int, write_timeout: float | None):
         self.stream = stream
+        # Under a plain socket, the direct calls of _sockio.py (as HTTP/1.1 makes them).
+        self._sock = raw_socket(stream)
+        self._yield_due = False  # a write skipped its checkpoint and no read waited since
         self._read_size = read_size
         self._timeout = write_timeout
         self._write_started: float | None = None
@@ -63,12 +69,41 @@ class SocketTransport:
         self.broken = False
 
     async def receive_some(self) -> bytes:
+        if self._sock is not None:
+            self._yield_due = False  # always a checkpoint
+            return await receive_after_wait(self._sock, self._read_size)
         try:
             return bytes(await self.stream.receive_some(self._read_size))
         except _STREAM_ERRORS:
             return b""
 
-    async def send_all(self, data: bytes) -> None:
+    def send_now(self, data: bytes) -> int:
+        """Write what the kernel takes of ``data`` at once (no wait, no checkpoint): the bytes
+        written, 0 when the transport cannot (not a plain socket). Raises
+        :class:`ClientDisconnected`."""
+        sock = self._sock
+        if sock is None:
+            return 0
+        if self.broken:
+            raise ClientDisconnected("the WebSocket peer has disconnected")
+        try:
+            return try_send(sock, [data])
+        except OSError as exc:
+            self.broken = True
+            raise ClientDisconnected("the WebSocket peer has disconnected") from exc
+
+    async def after_send_now(self) -> None:
+        """The checkpoint owed by a :meth:`send_now` that wrote everything. Skipped when a read
+        has waited since the last one skipped: an echo (read, write, read...) goes through
+        the scheduler once per message, and a task that only writes yields at every other
+        write."""
+        if self._yield_due:
+            self._yield_due = False
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            self._yield_due = True
+
+    async def send_all(self, data: bytes | memoryview) -> None:
         if self.broken:
             raise ClientDisconnected("the WebSocket peer has disconnected")
         timeout = self._timeout
@@ -168,9 +203,17 @@ class StreamTransport:
                 return body
         return b""
 
-    async def send_all(self, data: bytes) -> None:
+    def send_now(self, data: bytes) -> int:
+        return 0  # every write goes through the stream's flow control
+
+    async def after_send_now(self) -> None:  # pragma: no cover - send_now never sends here
+        await trio.lowlevel.checkpoint()
+
+    async def send_all(self, data: bytes | memoryview) -> None:
         try:
-            await self.stream.send({"type": "http.response.body", "body": data, "more_body": True})
+            await self.stream.send(
+                {"type": "http.response.body", "body": bytes(data), "more_body": True}
+            )
         except BaseException:
             # ClientDisconnected, or cancelled with part of a frame sent: either way no more
             # WebSocket frames can go on this stream.
