@@ -44,6 +44,7 @@ from ._sansio._http2 import (
     StreamClosed,
 )
 from ._sansio._scope import ConnectionInfo
+from ._sockio import raw_socket, receive_after_wait, try_send
 from ._stream_bridge import StreamBridge
 from ._types import Message
 from ._websocket import WebSocketSession, serve_websocket_stream
@@ -157,6 +158,7 @@ class H2Server:
         cfg = self.ctx.config
         read_size = cfg.read_size
         head_timeout = cfg.request_head_timeout
+        sock = raw_socket(self.stream)  # h2c: the direct calls of _sockio.py
         with trio.CancelScope() as self._reader_scope:
             self._maybe_finish()
             while not conn.terminated:
@@ -166,10 +168,14 @@ class H2Server:
                     deadline = min(deadline, block + head_timeout)
                 with trio.CancelScope(deadline=deadline) as s:
                     self._read_scope = s
-                    try:
-                        data = await self.stream.receive_some(read_size)
-                    except _STREAM_ERRORS:
-                        data = b""
+                    data: bytes | bytearray
+                    if sock is not None:
+                        data = await receive_after_wait(sock, read_size)
+                    else:
+                        try:
+                            data = await self.stream.receive_some(read_size)
+                        except _STREAM_ERRORS:
+                            data = b""
                 self._read_scope = None
                 if s.cancelled_caught:
                     if conn.header_block_started is not None:
@@ -300,19 +306,29 @@ class H2Server:
 
     async def _writer(self) -> None:
         timeout = self.ctx.config.write_timeout or float("inf")
+        sock = raw_socket(self.stream)
         while True:
             await self._write_wanted.wait()
             self._write_wanted = trio.Event()
-            data = self.conn.data_to_send()
+            data: bytes | bytearray | memoryview = self.conn.data_to_send()
             self._queued = 0
             if data and not self.broken:
-                with trio.CancelScope(deadline=trio.current_time() + timeout) as stall:
+                if sock is not None:
+                    # h2c: try the write at once; only a full buffer needs the timed wait.
                     try:
-                        await self.stream.send_all(data)
-                    except _STREAM_ERRORS:
+                        sent = try_send(sock, [data])
+                    except OSError:
+                        sent = 0
                         self.broken = True
-                if stall.cancelled_caught:
-                    self.broken = True  # the peer stopped reading: drop it
+                    data = memoryview(data)[sent:] if sent < len(data) else b""
+                if data and not self.broken:
+                    with trio.CancelScope(deadline=trio.current_time() + timeout) as stall:
+                        try:
+                            await self.stream.send_all(data)
+                        except _STREAM_ERRORS:
+                            self.broken = True
+                    if stall.cancelled_caught:
+                        self.broken = True  # the peer stopped reading: drop it
                 if self.broken:
                     for st in list(self.streams.values()):
                         st.disconnect()

@@ -19,6 +19,7 @@ Everything else (TLS, request bodies, WebSockets, sendfile) keeps using the stre
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -61,7 +62,7 @@ async def receive_after_wait(sock: socket.socket, max_bytes: int) -> bytes:
 _MAX_PARTS = 64
 
 
-def try_send(sock: socket.socket, parts: list[bytes | memoryview]) -> int:
+def try_send(sock: socket.socket, parts: Sequence[bytes | bytearray | memoryview]) -> int:
     """Send what the kernel takes of ``parts`` now, in one system call (``sendmsg`` gathers
     them: no joining copy), without waiting; returns the bytes sent (0 when the buffer is
     full). Raises :exc:`OSError` when the connection failed."""
