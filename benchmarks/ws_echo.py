@@ -76,8 +76,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def _floor_connection(stream: Any) -> None:
-    """The reference floor: one trio task per connection, wsproto's handshake and frames,
-    no ASGI, no limits. No server built on trio and wsproto can do less per message."""
+    """The reference floor: one trio task per connection over trio's SocketStream, wsproto's
+    handshake and frames, no ASGI, no limits: the least a trio+wsproto server that uses trio's
+    streams can do per message."""
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import AcceptConnection, BytesMessage, TextMessage
     from wsproto.handshake import H11Handshake
@@ -341,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         "--servers", nargs="+", default=[SUBJECT, BASELINE],
         choices=[SUBJECT, BASELINE, "uvicorn", "floor"],
         help="servers to measure; 'floor' is a reference single-task trio+wsproto echo loop "
-             "(no ASGI, no limits): the least any trio+wsproto server can do per message",
+             "over trio's SocketStream (no ASGI, no limits); trio_http's direct socket calls "
+             "(trio_http/_sockio.py) can beat it",
     )
     p.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

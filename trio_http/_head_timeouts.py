@@ -2,12 +2,12 @@
 
 Giving each connection's watchdog a deadline for every request head, and taking it away again
 when the head arrives, costs two trips through trio's deadline heap per request: about 12% of
-the server's instructions per keep-alive request (measured with callgrind; see
-benchmarks/README.md). Nearly every wait ends long before its deadline, so here the
-connection only records when its wait must end (:attr:`HeadWaiter.head_deadline`), and one
-task per server, :meth:`HeadTimeouts.run`, looks at the waiting connections every ``tick``
-seconds and gives a real deadline only to those due before its next look. A timeout therefore
-still fires at its exact time; only the connections close to one pay for it.
+the server's instructions per keep-alive request (counted by ``benchmarks/instructions.py``).
+Nearly every wait ends long before its deadline, so here the connection only records when its
+wait must end (:attr:`HeadWaiter.head_deadline`), and one task per server,
+:meth:`HeadTimeouts.run`, looks at the waiting connections every ``tick`` seconds and gives a
+real deadline only to those due before its next look. A timeout therefore still fires at its
+exact time; only the connections close to one pay for it.
 
 When the task is not running (a connection served by ``handle_asgi_stream``, or after the
 server stopped accepting), connections arm their deadlines themselves, as before.
