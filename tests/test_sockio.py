@@ -16,6 +16,18 @@ from trio_http._sockio import raw_socket
 from .apps.peers import connect, read_until_eof
 
 
+class Ticker:
+    """A task that counts scheduler batches: it runs once per batch while anything is runnable."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            self.ticks += 1
+            await trio.lowlevel.checkpoint()
+
+
 async def test_raw_socket_only_under_a_plain_socket_stream(cert_files: dict[str, str]) -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
@@ -33,28 +45,22 @@ async def test_raw_socket_only_under_a_plain_socket_stream(cert_files: dict[str,
 async def test_pipelined_requests_let_other_tasks_run(start_server: Any) -> None:
     # A response's last write skips trio's checkpoint; the connection loop must then yield
     # before a request that is already buffered, or a pipelining client would hold the server.
-    ticks = 0
+    ticker = Ticker()
     seen: list[int] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        seen.append(ticks)  # no await in this app: only the server can yield
+        seen.append(ticker.ticks)  # no await in this app: only the server can yield
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await trio.lowlevel.checkpoint()
 
     server = await start_server(app)
     stream = await connect(server.port)
     reqs = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 20
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(ticker)
+            nursery.start_soon(ticker.run)
             await stream.send_all(reqs + b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             raw = await read_until_eof(stream)
             nursery.cancel_scope.cancel()
@@ -94,7 +100,7 @@ async def test_a_websocket_app_that_only_sends_still_lets_other_tasks_run(
     # the last one that did: an app sending in a loop must still yield to the scheduler.
     from .apps.ws_peers import open_h1_websocket
 
-    ticks = 0
+    ticker = Ticker()
     seen: list[int] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -103,20 +109,14 @@ async def test_a_websocket_app_that_only_sends_still_lets_other_tasks_run(
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         for i in range(40):
-            seen.append(ticks)  # no await here but send(): only the server can yield
+            seen.append(ticker.ticks)  # no await here but send(): only the server can yield
             await send({"type": "websocket.send", "text": str(i)})
         await send({"type": "websocket.close", "code": 1000})
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await trio.lowlevel.checkpoint()
 
     server = await start_server(app)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(ticker)
+            nursery.start_soon(ticker.run)
             async with open_h1_websocket(server.port) as ws:
                 got = [await ws.receive_message() for _ in range(40)]
                 assert (await ws.expect_close())[0] == 1000

@@ -42,7 +42,7 @@ from ._sansio._scope import ConnectionInfo
 from ._types import Headers, Message
 
 if TYPE_CHECKING:
-    from ._h1_server import _Cycle
+    from ._h1_cycle import Cycle as _Cycle
     from ._h2_server import H2Server
     from ._h2_server import _Stream as H2Stream
 
