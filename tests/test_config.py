@@ -38,6 +38,8 @@ def test_config_is_frozen():
     ("tls_handshake_timeout", "5"),
     ("startup_timeout", True),
     ("write_timeout", 0),
+    ("tcp_notsent_lowat", 0),
+    ("tcp_notsent_lowat", 2**31),
     ("read_size", 0),
     ("read_size", 1.5),
     ("backlog", -1),

@@ -360,7 +360,8 @@ def small_window_socket(port: int) -> trio.SocketStream:
 
 
 async def test_sendfile_waits_for_a_slow_reader(start_ext, big_file, sendfile_calls):
-    server, _ = await start_ext()
+    # trio's 16 KiB TCP_NOTSENT_LOWAT: the kernel takes the file in pieces, whatever its size.
+    server, _ = await start_ext(tcp_notsent_lowat=None)
     stream = small_window_socket(server.port)
     data = bytearray()
     with trio.fail_after(15):
@@ -373,7 +374,8 @@ async def test_sendfile_waits_for_a_slow_reader(start_ext, big_file, sendfile_ca
 
 
 async def test_sendfile_to_a_peer_that_never_reads_times_out(start_ext, autojump_clock):
-    server, seen = await start_ext(write_timeout=5)
+    # trio's 16 KiB TCP_NOTSENT_LOWAT, so that the file cannot all sit in the kernel's buffer.
+    server, seen = await start_ext(write_timeout=5, tcp_notsent_lowat=None)
     stream = small_window_socket(server.port)
     async with stream:
         await stream.send_all(b"GET /pathsend HTTP/1.1\r\nHost: x\r\n\r\n")

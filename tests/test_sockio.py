@@ -11,7 +11,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from trio_http._sockio import raw_socket
+from trio_http import Config, handle_asgi_stream
+from trio_http._sockio import raw_socket, set_notsent_lowat
 
 from .apps.peers import connect, read_until_eof
 
@@ -124,3 +125,55 @@ async def test_a_websocket_app_that_only_sends_still_lets_other_tasks_run(
     assert got == [str(i) for i in range(40)]
     # A yield at every other send at least: without one, seen would hold one or two values.
     assert len(set(seen)) >= 10, seen
+
+
+async def _tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listeners[0].accept()
+    await listeners[0].aclose()
+    return client, server
+
+
+def _lowat(stream: trio.SocketStream) -> int:
+    return int(stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT))
+
+
+async def test_set_notsent_lowat_on_tcp_only() -> None:
+    client, server = await _tcp_pair()
+    async with client, server:
+        assert _lowat(server) == 16384  # trio's own setting
+        assert set_notsent_lowat(server, 1 << 20)
+        assert _lowat(server) == 1 << 20
+        tls = trio.SSLStream(server, ssl.create_default_context(), server_side=False)
+        assert set_notsent_lowat(tls, 65536)  # the TCP connection under TLS
+        assert _lowat(server) == 65536
+    a, b = trio.socket.socketpair()
+    with a, b:
+        assert not set_notsent_lowat(trio.SocketStream(a), 1 << 20)  # a Unix socket
+    left, _ = trio.testing.memory_stream_pair()
+    assert not set_notsent_lowat(left, 1 << 20)
+
+
+async def test_each_connection_gets_the_configured_lowat() -> None:
+    seen: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(_lowat(server))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    for config, expected in ((Config(tcp_notsent_lowat=262144), 262144),
+                             (Config(), 1 << 20), (Config(tcp_notsent_lowat=None), 16384)):
+        client, server = await _tcp_pair()
+        with trio.fail_after(10):
+            async with client, trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    lambda s=server, c=config: handle_asgi_stream(app, s, config=c)
+                )
+                await client.send_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                assert (await read_until_eof(client)).startswith(b"HTTP/1.1 204 ")
+        assert seen[-1] == expected

@@ -45,6 +45,11 @@ def add_limit_arguments(p: argparse.ArgumentParser, d: Config) -> None:
                    default=d.write_timeout,
                    help="seconds a write (or a shut HTTP/2 window) may stall before the peer "
                         f"is dropped (default {_default(d.write_timeout)})")
+    g.add_argument("--tcp-notsent-lowat", type=_count_or_none, metavar="BYTES",
+                   default=d.tcp_notsent_lowat,
+                   help="unsent bytes the kernel may queue per TCP connection before a write "
+                        "waits (TCP_NOTSENT_LOWAT; 'off' keeps trio's 16384) "
+                        f"(default {_default(d.tcp_notsent_lowat)})")
     g.add_argument("--max-request-line-size", type=int, metavar="BYTES",
                    default=d.max_request_line_size,
                    help="request line (HTTP/2: method and :path), 414 past it "
@@ -77,6 +82,7 @@ def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         "request_head_timeout": args.request_head_timeout,
         "body_read_timeout": args.body_read_timeout,
         "write_timeout": args.write_timeout,
+        "tcp_notsent_lowat": args.tcp_notsent_lowat,
         "max_request_line_size": args.max_request_line_size,
         "max_request_header_count": args.max_request_header_count,
         "max_request_body_size": args.max_request_body_size,

@@ -21,6 +21,7 @@ from ._h2_server import H2Server
 from ._proxy import accept_proxy_protocol
 from ._sansio._scope import ConnectionInfo
 from ._sansio._select import select_protocol
+from ._sockio import set_notsent_lowat
 from ._tls import tls_handshake
 from ._tls_extension import tls_extension
 from ._websocket import H1WebSocket
@@ -89,6 +90,8 @@ async def serve_connection(
     ctx.counters.connections_total += 1
     ctx.counters.connections_open += 1
     client, server = _addresses(stream)
+    if config.tcp_notsent_lowat is not None:
+        set_notsent_lowat(stream, config.tcp_notsent_lowat)
     try:
         alpn = None
         early = b""

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["advance", "raw_socket", "receive_after_wait", "try_send"]
+__all__ = ["advance", "raw_socket", "receive_after_wait", "set_notsent_lowat", "try_send"]
 
 
 def raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
@@ -37,6 +37,27 @@ def raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
         return None
     sock: Any = getattr(stream.socket, "_sock", None)
     return sock if isinstance(sock, socket.socket) else None
+
+
+def set_notsent_lowat(stream: trio.abc.Stream, nbytes: int) -> bool:
+    """Let the kernel queue up to ``nbytes`` (bytes) of unsent data on the TCP connection under
+    ``stream`` (``TCP_NOTSENT_LOWAT``; through TLS too) before a write must wait. Returns
+    whether it was set: not for Unix sockets, other streams, or where the option is missing.
+
+    trio sets 16 KiB on each connection: a write then returns only once nearly all of it is
+    on the wire, and a large response costs a wait for writability per ~100 KiB."""
+    inner: trio.abc.Stream = stream
+    while isinstance(inner, trio.SSLStream):
+        inner = inner.transport_stream
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if (option is None or type(inner) is not trio.SocketStream
+            or inner.socket.family not in (socket.AF_INET, socket.AF_INET6)):
+        return False
+    try:
+        inner.setsockopt(socket.IPPROTO_TCP, option, nbytes)
+    except OSError:
+        return False
+    return True
 
 
 async def receive_after_wait(sock: socket.socket, max_bytes: int) -> bytes:
