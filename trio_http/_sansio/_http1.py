@@ -118,15 +118,17 @@ def _check_request(
     limits: RequestLimits = DEFAULT_LIMITS,
     *,
     values_checked: bool = False,
-) -> tuple[bytes | None, bool]:
+) -> tuple[bytes | None, bool, int, bool]:
     """Apply ``limits`` (414, 431, 413) and reject the request shapes that smuggling relies on
     (RFC 9112 §3, §6.1, §6.3; RFC 9110 §5.5, §7.2), for any parser: ``fields`` are the header
     fields as parsed (lowercase names, values with surrounding whitespace removed),
     ``http_version`` ``b"1.1"`` or ``b"1.0"``. ``values_checked``: the caller has already
     refused control characters in the head as received.
 
-    Returns (upgrade token, expect 100-continue). Raises :class:`ProtocolError` with the
-    status to answer: 400, 405 (CONNECT), 413, 414, 431, 501 (transfer-coding), 505.
+    Returns (upgrade token, expect 100-continue, head size in bytes as counted against
+    ``max_request_header_size``, a ``close`` token in Connection). Raises
+    :class:`ProtocolError` with the status to answer: 400, 405 (CONNECT), 413, 414, 431, 501
+    (transfer-coding), 505.
     """
     if len(method) + len(target) + 10 > limits.max_request_line_size:
         raise ProtocolError("request line too long", status_code=414)
@@ -137,7 +139,7 @@ def _check_request(
     hosts = 0
     length = b""
     upgrade: bytes | None = None
-    connection_upgrade = False
+    connection_upgrade = close = False
     expect = False
     size = len(method) + len(target) + 12
     for name, value in fields:
@@ -159,7 +161,10 @@ def _check_request(
         elif name == b"upgrade":
             upgrade = value.split(b",")[0].strip().lower()
         elif name == b"connection":
-            connection_upgrade = connection_upgrade or b"upgrade" in value.lower()
+            tokens = value.lower()
+            connection_upgrade = connection_upgrade or b"upgrade" in tokens
+            if b"close" in tokens:
+                close = close or any(t.strip() == b"close" for t in tokens.split(b","))
         elif name == b"expect":
             expect = value.lower() == b"100-continue"
     if size > limits.max_request_header_size:
@@ -192,7 +197,7 @@ def _check_request(
         len(length) > 20 or int(length) > limits.max_request_body_size
     ):
         raise ProtocolError("request body too large", status_code=413)
-    return (upgrade if connection_upgrade else None), expect
+    return (upgrade if connection_upgrade else None), expect, size, close
 
 
 def _check_target(method: bytes, target: bytes, host: bytes | None) -> None:
@@ -390,7 +395,7 @@ class H1Connection(H1Output):
 
     def _on_request(self, event: h11.Request) -> Request:
         fields = _fields(event.headers)
-        upgrade, expect = _check_request(
+        upgrade, expect, _, _ = _check_request(
             event.method, event.target, event.http_version, fields, self._limits,
             values_checked=self._raw is not None,
         )

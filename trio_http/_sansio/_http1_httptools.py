@@ -183,11 +183,8 @@ class HttptoolsH1Connection(H1Output):
         target = self._url
         version = parser.get_http_version()
         fields = self._fields
-        size = len(method) + len(target) + 12  # as _check_request measures a head
-        for name, value in fields:
-            size += len(name) + len(value) + 4
         try:
-            upgrade, expect = _check_request(
+            upgrade, expect, size, close = _check_request(
                 method, target, version.encode("ascii"), fields, self._limits
             )
         except ProtocolError as exc:
@@ -197,7 +194,7 @@ class HttptoolsH1Connection(H1Output):
             stream_id=1, method=method, target=target, headers=fields, http_version=version,
             upgrade=upgrade, expect_continue=expect and version == "1.1",
         )
-        keep_alive = version == "1.1" and not _has_token(fields, b"connection", b"close")
+        keep_alive = version == "1.1" and not close
         self._events.append(_Head(request, keep_alive, request.expect_continue, size))
         self._queued_bytes += size
 
