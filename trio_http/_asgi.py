@@ -77,12 +77,10 @@ class _DateCache:
 http_date = _DateCache().get
 
 
-def response_head(
-    message: Message, *, server_header: bool, date_header: bool, alt_svc: bytes | None = None
-) -> tuple[int, Headers]:
+def response_head(message: Message, defaults: Headers) -> tuple[int, Headers]:
     """Validate an ``http.response.start`` message and return ``(status, headers)`` with
-    lowercase names, plus ``server`` and ``date`` when enabled and the app set none, and
-    ``alt-svc: <alt_svc>`` (RFC 7838) when given and the app set none.
+    lowercase names, then each of ``defaults`` (``ServerContext.default_fields()``: server,
+    date, alt-svc per RFC 7838) whose name the app did not use.
 
     Raises :class:`TypeError` / :class:`ValueError` for a malformed message (an app bug).
     """
@@ -90,25 +88,15 @@ def response_head(
     if type(status) is not int or not 100 <= status <= 599:
         raise ValueError(f"http.response.start: invalid status {status!r}")
     headers: Headers = []
-    have_server = have_date = False
+    names: list[bytes] = []
     for item in message.get("headers", ()):
         name, value = item
         if type(name) is not bytes or type(value) is not bytes:
             name, value = bytes(name), bytes(value)
         name = name.lower()
-        if name == b"server":
-            have_server = True
-        elif name == b"date":
-            have_date = True
-        elif name == b"alt-svc":
-            alt_svc = None
+        names.append(name)
         headers.append((name, value))
-    if server_header and not have_server:
-        headers.append((b"server", DEFAULT_SERVER))
-    if date_header and not have_date:
-        headers.append((b"date", http_date()))
-    if alt_svc is not None:
-        headers.append((b"alt-svc", alt_svc))
+    headers.extend(field for field in defaults if field[0] not in names)
     return status, headers
 
 

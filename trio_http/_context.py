@@ -66,11 +66,12 @@ class ServerContext:
         self.extensions: dict[str, dict[str, Any]] = {}
         self._date: bytes | None = None
         self._defaults: Headers | None = None
+        self._defaults_without_alt_svc: Headers = []
 
-    def default_fields(self) -> Headers:
+    def default_fields(self, *, alt_svc: bool = True) -> Headers:
         """The fields a response gets unless the app set them: ``server``, ``date`` (each if
-        enabled) and ``alt-svc``. The list is rebuilt only when the date changes (once a
-        second); callers must not modify it."""
+        enabled) and, with ``alt_svc``, ``alt-svc`` when HTTP/3 is served. The lists are
+        rebuilt only when the date changes (once a second); callers must not modify them."""
         date = http_date() if self.config.date_header else None
         if date is not self._date or self._defaults is None:
             fields: Headers = []
@@ -78,11 +79,12 @@ class ServerContext:
                 fields.append((b"server", DEFAULT_SERVER))
             if date is not None:
                 fields.append((b"date", date))
-            if self.alt_svc is not None:
-                fields.append((b"alt-svc", self.alt_svc))
+            self._defaults_without_alt_svc = fields
+            self._defaults = (
+                [*fields, (b"alt-svc", self.alt_svc)] if self.alt_svc is not None else fields
+            )
             self._date = date
-            self._defaults = fields
-        return self._defaults
+        return self._defaults if alt_svc else self._defaults_without_alt_svc
 
     def register(self, conn: Shutdownable, scope: trio.CancelScope) -> None:
         """Track a connection; if shutdown has begun, tell it at once."""

@@ -91,10 +91,9 @@ class H1Server:
         # head (see run()): moving a deadline costs less than entering a scope per request.
         self._watchdog: trio.CancelScope | None = None
         self._head_reading = False  # waiting for a request head: begin_shutdown may stop it
-        # Head timeouts armed lazily (see _head_timeouts.py): the wait's end, whether it
-        # still has no deadline, and whether HeadTimeouts gave the watchdog one.
+        # Head timeouts armed lazily (see _head_timeouts.py): the wait's end, and whether the
+        # watchdog has it as its deadline.
         self.head_deadline = math.inf
-        self.head_waiting = False
         self._armed = False
         self._head_begun = False  # ...and part of it is here (its timeout is a 408)
         self._shutdown = False
@@ -104,9 +103,13 @@ class H1Server:
         self.max_body = cfg.max_request_body_size
         self.broken = False  # the socket failed or the peer closed
 
+    @property
+    def head_waiting(self) -> bool:
+        """Waiting for a request head with no deadline armed (for :class:`HeadTimeouts`)."""
+        return self._head_reading and not self._armed
+
     def arm_head_deadline(self) -> None:
         """Called by :class:`HeadTimeouts` when this connection's head wait is nearly due."""
-        self.head_waiting = False
         if self._watchdog is not None:
             self._armed = True
             self._watchdog.deadline = self.head_deadline
@@ -137,9 +140,9 @@ class H1Server:
             self.broken = True
         return data
 
-    async def _write(self, data: bytes | memoryview, checkpoint: bool = True) -> None:
+    async def _write(self, data: bytes | memoryview) -> None:
         """Write all of ``data`` (see :meth:`_write_parts`)."""
-        await self._write_parts([data], checkpoint)
+        await self._write_parts([data])
 
     async def _flush(self, checkpoint: bool = True) -> None:
         """Write what the state machine has queued; ``checkpoint=False`` for a response's last
@@ -238,7 +241,6 @@ class H1Server:
                 return await self._serve(watchdog)
             finally:
                 timeouts.discard(self)
-                self.head_waiting = False
                 self._watchdog = None
         # The watchdog fired: a head read timed out or was stopped by begin_shutdown, or a
         # write stalled past write_timeout (then _head_reading is False).
@@ -288,16 +290,14 @@ class H1Server:
                     # The watchdog's Cancelled ends run() in _read_head. Once armed, the
                     # deadline stays until the head is complete (see below the loop).
                     self.head_deadline = deadline
+                    # While HeadTimeouts runs, it arms the deadline if the wait nears it.
                     if self._armed:
                         if watchdog.deadline != deadline:  # keep-alive, then head timeout
                             watchdog.deadline = deadline
-                    elif timeouts.running:
-                        self.head_waiting = True  # HeadTimeouts arms it if the wait nears it
-                    else:
+                    elif not timeouts.running:
                         self._armed = True
                         watchdog.deadline = deadline
                     data = await self._read_head()
-                    self.head_waiting = False
                     self._head_reading = False
                     if watchdog.cancel_called:
                         # The deadline passed (or shutdown began) just as the bytes came:

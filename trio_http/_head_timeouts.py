@@ -26,10 +26,12 @@ __all__ = ["HeadTimeouts", "HeadWaiter"]
 class HeadWaiter(Protocol):
     """What :class:`HeadTimeouts` needs of a connection."""
 
-    #: Waiting for a request head, with no deadline armed yet.
-    head_waiting: bool
     #: When (trio's clock, seconds) the current wait must end.
     head_deadline: float
+
+    @property
+    def head_waiting(self) -> bool:
+        """Waiting for a request head, with no deadline armed yet."""
 
     def arm_head_deadline(self) -> None:
         """Give the watchdog the deadline :attr:`head_deadline` now."""

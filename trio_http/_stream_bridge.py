@@ -265,11 +265,9 @@ class StreamBridge:
         """``http.response.push``: ignored unless the protocol serves it."""
 
     def _send_head(self, *, end_stream: bool) -> None:
-        cfg = self.server.ctx.config
         assert self.start_message is not None
         status, headers = response_head(
-            self.start_message, server_header=cfg.server_header, date_header=cfg.date_header,
-            alt_svc=self.server.ctx.alt_svc if self.advertise_alt_svc else None,
+            self.start_message, self.server.ctx.default_fields(alt_svc=self.advertise_alt_svc)
         )
         # send_response() leaves out connection-specific fields (RFC 9113 §8.2.2, RFC 9114
         # §4.2).
