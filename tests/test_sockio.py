@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from trio_http import Config, handle_asgi_stream
-from trio_http._sockio import raw_socket, set_notsent_lowat
+from trio_http._sockio import raw_socket, receive_after_yield, set_notsent_lowat
 
 from .apps.peers import connect, read_until_eof
 
@@ -177,3 +177,50 @@ async def test_each_connection_gets_the_configured_lowat() -> None:
                 await client.send_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
                 assert (await read_until_eof(client)).startswith(b"HTTP/1.1 204 ")
         assert seen[-1] == expected
+
+
+async def test_receive_after_yield_reads_what_is_there_after_one_yield() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        ticker = Ticker()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker.run)
+            await trio.lowlevel.checkpoint()  # the ticker is running
+            before = ticker.ticks
+            assert await receive_after_yield(a, 1024) == b"GET / HTTP/1.1\r\n\r\n"
+            # The bytes were there already, yet another task ran first: always a checkpoint.
+            assert ticker.ticks > before
+            nursery.cancel_scope.cancel()
+
+
+async def test_receive_after_yield_waits_when_nothing_is_there() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        got: list[bytes] = []
+
+        async def reader() -> None:
+            got.append(await receive_after_yield(a, 1024))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []  # parked on readability, not spinning
+            b.sendall(b"late")
+        assert got == [b"late"]
+        b.shutdown(socket.SHUT_WR)
+        assert await receive_after_yield(a, 1024) == b""  # end of file
+
+
+async def test_receive_after_yield_cancelled_reads_nothing() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.sendall(b"kept")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await receive_after_yield(a, 1024)
+        assert scope.cancelled_caught
+        assert a.recv(1024) == b"kept"  # still in the kernel for the next read

@@ -22,7 +22,7 @@ from ._sansio._events import NEED_DATA, Data, EndOfMessage, Request
 from ._sansio._h1_parser import make_h1_connection
 from ._sansio._http1 import RequestLimits
 from ._sansio._scope import ConnectionInfo, build_scope
-from ._sockio import advance, raw_socket, receive_after_wait, try_send
+from ._sockio import advance, raw_socket, receive_after_yield, try_send
 
 if TYPE_CHECKING:
     from ._context import ServerContext
@@ -135,7 +135,7 @@ class H1Server:
         applies)."""
         if self._sock is None:
             return await self._read()
-        data = await receive_after_wait(self._sock, self._read_size)
+        data = await receive_after_yield(self._sock, self._read_size)
         if not data:
             self.broken = True
         return data

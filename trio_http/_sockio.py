@@ -6,9 +6,16 @@ through the scheduler. Per keep-alive request those wrappers cost more than our 
 HTTP/1.1 bridge (profiled: about a quarter of the server's CPU). The two calls made on every
 request go to the socket directly instead:
 
-* the wait for the next request head waits for readability first and then calls ``recv()``
-  once: right after a response the next request is almost never here yet, so trying
-  ``recv()`` first only buys an ``EAGAIN`` and an exception;
+* the read of the next request head (or WebSocket frame) first yields to the scheduler, then
+  tries ``recv()``, and only if nothing is there waits for readability
+  (:func:`receive_after_yield`). Right after a response the next request is almost never
+  here yet, so a ``recv()`` at once only buys an ``EAGAIN``; but once every other ready
+  task has had its turn, under load it nearly always is, and the read then skips the
+  ``epoll_ctl()`` that each of trio's one-shot waits makes, and the wake-up. Measured with
+  wrk at 50 connections: +15-25% requests/s (WebSocket echo: +15-20%); at 1 connection,
+  where the ``recv()`` after the yield finds nothing, no difference beyond noise. The h2c
+  reader instead waits first (:func:`receive_after_wait`): it reads again before the stream
+  tasks that answer have run, so a yield finds nothing (measured: no gain);
 * a write is one ``send()`` or ``sendmsg()`` (a response's head and body gathered, with no
   joining copy), made at once; only when the kernel's buffer is full does the caller wait
   for room, under its write timeout.
@@ -24,7 +31,14 @@ from typing import Any
 
 import trio
 
-__all__ = ["advance", "raw_socket", "receive_after_wait", "set_notsent_lowat", "try_send"]
+__all__ = [
+    "advance",
+    "raw_socket",
+    "receive_after_wait",
+    "receive_after_yield",
+    "set_notsent_lowat",
+    "try_send",
+]
 
 
 def raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
@@ -77,6 +91,22 @@ async def receive_after_wait(sock: socket.socket, max_bytes: int) -> bytes:
             continue  # a spurious wake-up
         except OSError:
             return b""
+
+
+async def receive_after_yield(sock: socket.socket, max_bytes: int) -> bytes:
+    """Yield to the scheduler, then read up to ``max_bytes`` bytes from ``sock``, waiting for
+    readability only if none have arrived (see the module's notes for why).
+
+    Returns ``b""`` at end of file or when the connection failed (reset, closed). Always a
+    checkpoint: it raises :exc:`trio.Cancelled` if cancelled, having read nothing."""
+    await trio.lowlevel.checkpoint()
+    try:
+        return sock.recv(max_bytes)
+    except BlockingIOError:
+        pass
+    except OSError:
+        return b""
+    return await receive_after_wait(sock, max_bytes)
 
 
 #: Most buffers handed to one sendmsg() (Linux's IOV_MAX is 1024).

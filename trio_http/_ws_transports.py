@@ -20,7 +20,7 @@ import trio
 from ._errors import ClientDisconnected
 from ._sansio._events import Request
 from ._sansio._websocket import ConnectOpening, H1Opening, WebSocketProtocol
-from ._sockio import raw_socket, receive_after_wait, try_send
+from ._sockio import raw_socket, receive_after_yield, try_send
 from ._types import Headers, Message
 
 __all__ = ["H1Accept", "HTTPStream", "Inbox", "Opening", "SocketTransport", "StreamAccept",
@@ -71,7 +71,7 @@ class SocketTransport:
     async def receive_some(self) -> bytes:
         if self._sock is not None:
             self._yield_due = False  # always a checkpoint
-            return await receive_after_wait(self._sock, self._read_size)
+            return await receive_after_yield(self._sock, self._read_size)
         try:
             return bytes(await self.stream.receive_some(self._read_size))
         except _STREAM_ERRORS:
