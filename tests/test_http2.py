@@ -456,27 +456,90 @@ async def test_headers_reusing_a_closed_stream_id_is_connection_error(start_serv
     assert client.goaway.error_code in (ERR.STREAM_CLOSED, ERR.PROTOCOL_ERROR)
 
 
-async def test_bad_request_headers_reset_stream_only(start_server):
+_GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param([*_GET, (b"X-Upper", b"1")], id="uppercase-name"),
+    pytest.param([*_GET, (b"x-nul", b"a\x00b")], id="nul-in-value"),
+    pytest.param([*_GET, (b"x-lf", b"a\nb")], id="lf-in-value"),
+    pytest.param([*_GET, (b"x-space", b" padded")], id="leading-whitespace"),
+    pytest.param([*_GET, (b"x-tab", b"padded\t")], id="trailing-whitespace"),
+    pytest.param([*_GET, (b"x:colon", b"1")], id="colon-in-name"),
+    pytest.param([*_GET, (b"", b"1")], id="empty-name"),
+    pytest.param([*_GET, (b"connection", b"close")], id="connection-specific"),
+    pytest.param([*_GET, (b"transfer-encoding", b"chunked")], id="transfer-encoding"),
+    pytest.param([*_GET, (b"te", b"gzip")], id="te-not-trailers"),
+    pytest.param([*_GET, (b"host", b"b")], id="host-differs-from-authority"),
+    pytest.param([*_GET, (b"host", b"a"), (b"host", b"a")], id="two-hosts"),
+    pytest.param([(b":method", b"GET"), (b"x", b"1"), (b":scheme", b"http"),
+                  (b":authority", b"a"), (b":path", b"/")], id="pseudo-after-regular"),
+    pytest.param([*_GET, (b":method", b"GET")], id="duplicate-pseudo"),
+    pytest.param([*_GET[:3], (b":path", b"/"), (b":status", b"200")], id="status-in-request"),
+    pytest.param([*_GET, (b":custom", b"1")], id="unknown-pseudo"),
+    pytest.param(_GET[1:], id="no-method"),
+    pytest.param(_GET[:3], id="no-path"),
+    pytest.param([*_GET[:3], (b":path", b"")], id="empty-path"),
+    pytest.param([*_GET, (b":protocol", b"websocket")], id="protocol-without-connect"),
+    pytest.param([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")],
+                 id="no-authority-no-host"),
+])
+async def test_malformed_request_resets_only_its_stream(start_server, fields):
+    # RFC 9113 §8.1.1: a malformed request is a stream error (PROTOCOL_ERROR); the
+    # connection and its other streams go on.
     server = await start_server(echo_app)
     client = await H2Client.open(server.port)
     with trio.fail_after(5):
         await client.wait(lambda: client.remote_settings_seen)
-    # Uppercase header names are malformed in HTTP/2 (RFC 9113 §8.2.1).
-    block = client.conn.encoder.encode([(b":method", b"GET"), (b":scheme", b"http"),
-                                        (b":authority", b"a"), (b":path", b"/"),
-                                        (b"X-Upper", b"1")])
-    frame = HeadersFrame(1)
-    frame.data = block
-    frame.flags.add("END_HEADERS")
-    frame.flags.add("END_STREAM")
-    await client.send_raw(frame)
+        bad = await client.request_fields(fields)
+        await client.wait_done(bad)
+        assert client.streams[bad].reset == ERR.PROTOCOL_ERROR
+        assert client.streams[bad].headers is None  # the app never ran
+        good = await client.request("GET", "/after")
+        await client.wait_done(good)
+    assert client.streams[good].status == 200
+    assert client.goaway is None
+    await client.aclose()
+
+
+async def test_malformed_trailers_reset_the_stream(start_server):
+    server = await start_server(echo_app)
+    client = await H2Client.open(server.port)
     with trio.fail_after(5):
-        await client.wait(lambda: client.goaway is not None
-                          or (1 in client.streams and client.streams[1].done))
-    if client.goaway is None:
-        assert client.streams[1].reset == ERR.PROTOCOL_ERROR
-    else:
-        assert client.goaway.error_code == ERR.PROTOCOL_ERROR
+        sid = await client.request("POST", "/", body=b"x", end_stream=False)
+        client.conn.config.validate_outbound_headers = False
+        client.conn.send_headers(sid, [(b":path", b"/")], end_stream=True)  # pseudo in trailers
+        await client.flush()
+        await client.wait_done(sid)
+        assert client.streams[sid].reset == ERR.PROTOCOL_ERROR
+        good = await client.request("GET", "/after")
+        await client.wait_done(good)
+    assert client.streams[good].status == 200
+    assert client.goaway is None
+    await client.aclose()
+
+
+async def test_split_cookie_fields_reach_the_app_joined(start_server):
+    # RFC 9113 §8.2.3: a client may split cookie into several fields; they are joined with
+    # "; " before the app sees them.
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        seen.append(scope["headers"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = await start_server(app)
+    client = await H2Client.open(server.port)
+    with trio.fail_after(5):
+        sid = await client.request_fields([*_GET, (b"cookie", b"a=1"), (b"x", b"y"),
+                                           (b"cookie", b"b=2")])
+        await client.wait_done(sid)
+    assert client.streams[sid].status == 204
+    assert seen == [[(b"host", b"a"), (b"x", b"y"), (b"cookie", b"a=1; b=2")]]
+    await client.aclose()
 
 
 # --- h2c upgrade (RFC 7540 §3.2) with a raw peer --------------------------------------------

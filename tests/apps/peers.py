@@ -214,6 +214,22 @@ class H2Client:
             data = data.serialize()
         await self.stream.send_all(data)
 
+    async def request_fields(
+        self, fields: list[tuple[bytes, bytes]], *, end_stream: bool = True
+    ) -> int:
+        """Open a stream with ``fields`` sent exactly as given: the client's own checks are
+        off, so malformed sections reach the server (and h2 still tracks the stream)."""
+        sid: int = self.conn.get_next_available_stream_id()
+        cfg = self.conn.config
+        cfg.validate_outbound_headers = cfg.normalize_outbound_headers = False
+        try:
+            self.conn.send_headers(sid, fields, end_stream=end_stream)
+        finally:
+            cfg.validate_outbound_headers = cfg.normalize_outbound_headers = True
+        self.streams[sid] = StreamState()
+        await self.flush()
+        return sid
+
     async def request(
         self, method: str = "GET", path: str = "/", *, body: bytes | None = None,
         headers: list[tuple[bytes, bytes]] | None = None, end_stream: bool | None = None,

@@ -52,8 +52,9 @@ from ._events import (
     WindowUpdated,
 )
 from ._fields import check_field
+from ._h2_fields import MalformedFields, check_trailer_fields, parse_request_fields
 from ._h2_frames import FLOOD_WINDOW, FrameScanner
-from ._limits import RequestHead, refusal_status
+from ._limits import refusal_status
 
 __all__ = ["FLOOD_WINDOW", "H2Connection", "StreamClosed"]
 
@@ -119,7 +120,10 @@ class H2Connection:
         # Outbound fields are checked once by check_field() (cheaper than h2's checks, which
         # cost a fifth of a small response); inbound validation stays with h2 (CVE-2025-57804).
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True,
+            client_side=False, header_encoding=None,
+            # Inbound fields are validated (and cookies joined) in one pass by
+            # _h2_fields.py, outbound ones by send_response(): see there for why.
+            validate_inbound_headers=False, normalize_inbound_headers=False,
             validate_outbound_headers=False, normalize_outbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
@@ -277,6 +281,17 @@ class H2Connection:
                         out.append(self._terminate(ENHANCE_YOUR_CALM, "too many stream resets"))
                         break
             elif t is h2.events.TrailersReceived:
+                try:
+                    check_trailer_fields(ev.headers)
+                except MalformedFields:
+                    self.reset_stream(ev.stream_id, PROTOCOL_ERROR)
+                    if ev.stream_id in self.active:
+                        self._resets += 1
+                        out.append(StreamReset(ev.stream_id, PROTOCOL_ERROR))
+                        if self._over_reset_budget():
+                            out.append(self._terminate(ENHANCE_YOUR_CALM, "too many resets"))
+                            break
+                    continue
                 self._trailers[ev.stream_id] = list(ev.headers)
             elif t is h2.events.RemoteSettingsChanged:
                 changed = ev.changed_settings
@@ -326,7 +341,14 @@ class H2Connection:
             self._resets += 1
             self.reset_stream(sid, REFUSED_STREAM)
             return None
-        head = RequestHead(ev.headers)
+        try:
+            head = parse_request_fields(ev.headers)
+        except MalformedFields:
+            # A stream error, not a connection error (RFC 9113 §8.1.1); counted like any
+            # stream that does no work.
+            self._resets += 1
+            self.reset_stream(sid, PROTOCOL_ERROR)
+            return None
         method, target, authority = head.method, head.target, head.authority
         scheme, protocol, headers = head.scheme, head.protocol, head.headers
         if method == b"CONNECT" and protocol is None:

@@ -43,6 +43,20 @@ class RequestHead:
         self.protocol: str | None = protocol
         self.headers = headers
 
+    @classmethod
+    def of(
+        cls, method: bytes, target: bytes, authority: bytes, scheme: str | None,
+        protocol: str | None, headers: Headers,
+    ) -> RequestHead:
+        """A head already split (and validated) by the caller."""
+        head = cls.__new__(cls)
+        head.method = method
+        head.target = target
+        head.authority = authority
+        head.scheme = scheme
+        head.protocol = protocol
+        head.headers = headers
+        return head
 
 
 def refusal_status(
