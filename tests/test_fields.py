@@ -56,7 +56,32 @@ def test_a_valid_value_is_not_taken_for_a_valid_name() -> None:
 def test_the_memo_stays_bounded() -> None:
     for i in range(3 * _fields._CHECKED_MAX):
         check_field(b"x-%d" % i, b"%d" % i)
-    assert len(_fields._checked_names) <= _fields._CHECKED_MAX
-    assert len(_fields._checked_values) <= _fields._CHECKED_MAX
+    assert len(_fields.checked_tokens) <= _fields._CHECKED_MAX
+    assert len(_fields.checked_values) <= _fields._CHECKED_MAX
     check_field(b"x", b"v" * 1000)
-    assert b"v" * 1000 not in _fields._checked_values  # long values are checked each time
+    assert b"v" * 1000 not in _fields.checked_values  # long values are checked each time
+
+
+def test_request_checks_remembered_only_where_they_hold_alone() -> None:
+    from trio_http._errors import ProtocolError
+    from trio_http._sansio._http1 import _check_request
+
+    def check(method: bytes, target: bytes, host: bytes) -> None:
+        _check_request(method, target, b"1.1", [(b"host", host)])
+
+    for _ in range(2):  # the second time from the memos
+        check(b"GET", b"/a", b"example.com")
+        check(b"GET", b"http://example.com/a", b"example.com")
+    # An absolute-form target is checked against Host every time, not remembered.
+    with pytest.raises(ProtocolError, match="Host does not match"):
+        check(b"GET", b"http://example.com/a", b"other.example")
+    with pytest.raises(ProtocolError, match="invalid Host"):
+        check(b"GET", b"/a", b"exa mple.com")
+    with pytest.raises(ProtocolError, match="invalid method"):
+        check(b"G(T", b"/a", b"example.com")
+    with pytest.raises(ProtocolError, match="control character"):
+        _check_request(b"GET", b"/a", b"1.1", [(b"host", b"example.com"), (b"x", b"a\x01")])
+    # "*" is for OPTIONS alone, whatever passed before.
+    check(b"OPTIONS", b"*", b"example.com")
+    with pytest.raises(ProtocolError, match="asterisk"):
+        check(b"GET", b"*", b"example.com")

@@ -9,7 +9,16 @@ expressions h11 and h2 would otherwise apply, on the hottest path of every respo
 
 from __future__ import annotations
 
-__all__ = ["TOKEN_BYTES", "VALUE_BYTES", "check_field"]
+__all__ = [
+    "TOKEN_BYTES",
+    "VALUE_BYTES",
+    "check_field",
+    "checked_tokens",
+    "checked_values",
+    "remember_checked",
+    "token_ok",
+    "value_ok",
+]
 
 #: tchar (RFC 9110 §5.6.2)
 TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -17,31 +26,47 @@ TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM
 VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 
 
-#: Names and short values that passed the check, so that the fields an application sends on
-#: every response (content-type, its value, server, date...) cost a set lookup, not a
-#: translate(): that builds its 256-byte table on every call, about 2,000 instructions each
-#: (callgrind), several times per response. Each set is emptied when full, so stays bounded.
-_checked_names: set[bytes] = set()
-_checked_values: set[bytes] = set()
+#: Tokens and short field values that passed their check, so that what every request and
+#: response repeats (GET, Host, content-type and its value, server, date...) costs a set
+#: lookup, not a translate(): that builds its 256-byte table on every call, about 2,000
+#: instructions (callgrind), many times per request. Callers test membership first
+#: (``x in checked_values or value_ok(x)``: no call on the common path). Each set only ever
+#: holds strings that passed, and is emptied when full, so it stays bounded.
+checked_tokens: set[bytes] = set()
+checked_values: set[bytes] = set()
 _CHECKED_MAX = 1024  # entries per set
-_CACHED_VALUE_MAX = 128  # bytes: longer values are checked every time
+_CACHED_MAX = 128  # bytes: longer strings are checked every time
+
+
+def remember_checked(checked: set[bytes], item: bytes) -> None:
+    """Add ``item``, which passed its check, to the memo ``checked`` (within the bounds)."""
+    if len(item) <= _CACHED_MAX:
+        if len(checked) >= _CHECKED_MAX:
+            checked.clear()
+        checked.add(item)
+
+
+def token_ok(name: bytes) -> bool:
+    """Whether ``name`` (bytes) is a token (RFC 9110 §5.6.2), remembered if so."""
+    if not name or name.translate(None, TOKEN_BYTES):
+        return False
+    remember_checked(checked_tokens, name)
+    return True
+
+
+def value_ok(value: bytes) -> bool:
+    """Whether ``value`` (bytes) has no control characters other than HTAB (RFC 9110 §5.5),
+    remembered if so."""
+    if value.translate(None, VALUE_BYTES):
+        return False
+    remember_checked(checked_values, value)
+    return True
 
 
 def check_field(name: bytes, value: bytes) -> None:
     """Raise :class:`ValueError` unless ``name`` is a token and ``value`` has no control
     characters other than HTAB. ``name`` and ``value`` are ``bytes``."""
-    if name not in _checked_names:
-        if not name or name.translate(None, TOKEN_BYTES):
-            raise ValueError(f"invalid header name {name!r}")
-        _remember(_checked_names, name)
-    if value not in _checked_values:
-        if value.translate(None, VALUE_BYTES):
-            raise ValueError(f"invalid header value for {name!r}")
-        if len(value) <= _CACHED_VALUE_MAX:
-            _remember(_checked_values, value)
-
-
-def _remember(checked: set[bytes], item: bytes) -> None:
-    if len(checked) >= _CHECKED_MAX:
-        checked.clear()
-    checked.add(item)
+    if name not in checked_tokens and not token_ok(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if value not in checked_values and not value_ok(value):
+        raise ValueError(f"invalid header value for {name!r}")

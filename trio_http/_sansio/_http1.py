@@ -29,7 +29,15 @@ from ._events import (
     Paused,
     Request,
 )
-from ._fields import TOKEN_BYTES, VALUE_BYTES, check_field
+from ._fields import (
+    VALUE_BYTES,
+    check_field,
+    checked_tokens,
+    checked_values,
+    remember_checked,
+    token_ok,
+    value_ok,
+)
 
 __all__ = ["DEFAULT_LIMITS", "REASONS", "H1Connection", "H1Output", "RequestLimits", "error_body"]
 
@@ -108,6 +116,9 @@ _HOST_BYTES = (
 )
 #: What a request-target may hold once parsed: visible ASCII (RFC 9112 §3.2).
 _TARGET_BYTES = bytes(range(0x21, 0x7F))
+#: Host values and origin-form targets that passed, as in _fields.py (the same bounds).
+_checked_hosts: set[bytes] = set()
+_checked_paths: set[bytes] = set()
 
 
 def _check_request(
@@ -144,7 +155,7 @@ def _check_request(
     size = len(method) + len(target) + 12
     for name, value in fields:
         size += len(name) + len(value) + 4
-        if not values_checked and value.translate(None, VALUE_BYTES):
+        if not values_checked and value not in checked_values and not value_ok(value):
             # h11 lets most C0 controls and DEL through; other hops may read them as
             # separators or whitespace (RFC 9110 §5.5).
             raise ProtocolError(f"control character in the {name!r} field")
@@ -181,14 +192,16 @@ def _check_request(
     if cl and not length.isdigit():
         # A list ("5, 5"), a sign or spaces: each hop might read it differently.
         raise ProtocolError("invalid Content-Length")
-    if method.translate(None, TOKEN_BYTES) or not method:
+    if method not in checked_tokens and not token_ok(method):
         raise ProtocolError("invalid method token")
     if http_version != b"1.1" and http_version != b"1.0":
         raise ProtocolError("HTTP version not supported", status_code=505)
     if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
         raise ProtocolError("a request must carry exactly one Host field")
-    if host is not None and host.translate(None, _HOST_BYTES):
-        raise ProtocolError("invalid Host field")
+    if host is not None and host not in _checked_hosts:
+        if host.translate(None, _HOST_BYTES):
+            raise ProtocolError("invalid Host field")
+        remember_checked(_checked_hosts, host)
     if method == b"CONNECT":
         # Tunnelling is not served; RFC 9110 §9.3.6 lets a server refuse it.
         raise ProtocolError("CONNECT is not supported", status_code=405)
@@ -205,9 +218,12 @@ def _check_target(method: bytes, target: bytes, host: bytes | None) -> None:
     for OPTIONS only; absolute-form with an ``http``/``https`` authority that matches Host
     (RFC 9110 §7.2), so that no hop routes on one host while the app reads another.
     Authority-form belongs to CONNECT, refused before this. Raises :class:`ProtocolError`."""
+    if target in _checked_paths:
+        return
     if not target or target.translate(None, _TARGET_BYTES):
         raise ProtocolError("malformed request-target")
-    if target[0] == 0x2F:  # "/": origin-form
+    if target[0] == 0x2F:  # "/": origin-form, whatever the method and host
+        remember_checked(_checked_paths, target)
         return
     if target == b"*":
         if method != b"OPTIONS":
