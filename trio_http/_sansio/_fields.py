@@ -4,7 +4,9 @@ HTTP/2 and HTTP/3, done once, cheaply, before the protocol library serialises th
 Outbound validation matters because a CR or LF in a value splits the response on HTTP/1.1
 (CVE-2020-7695) and on any HTTP/1.1 hop behind an HTTP/2 proxy. ``bytes.translate(None, allowed)``
 leaves only the offending bytes and runs in C: several times cheaper than the per-field regular
-expressions h11 and h2 would otherwise apply, on the hottest path of every response.
+expressions h11 and h2 would otherwise apply, on the hottest path of every response. The same
+token and value checks serve the HTTP/1.1 request checks (``_http1._check_request``), and both
+remember the strings that passed (see ``checked_values`` below).
 """
 
 from __future__ import annotations
