@@ -27,6 +27,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]", "hypercorn", "uvicorn")
+    session.run("python", "benchmarks/library_floor.py")
     session.run("python", "benchmarks/load.py", "--install", *session.posargs)
 
 
