@@ -85,3 +85,26 @@ def test_request_checks_remembered_only_where_they_hold_alone() -> None:
     check(b"OPTIONS", b"*", b"example.com")
     with pytest.raises(ProtocolError, match="asterisk"):
         check(b"GET", b"*", b"example.com")
+
+
+def test_response_fields_one_pass() -> None:
+    from trio_http._sansio._fields import response_fields
+
+    block: list[tuple[bytes, bytes]] = [(b":status", b"200")]
+    response_fields(
+        block,
+        [(b"Content-Type", b" text/plain\t"), (b"Connection", b"close"),
+         [bytearray(b"X-A"), memoryview(b"1")], (b"server", b"app")],
+        [(b"server", b"trio_http"), (b"date", b"D")],
+        frozenset({b"connection"}),
+    )
+    # Lowercase names, trimmed values, the connection-specific field dropped whatever its
+    # case, bytes-like accepted, and a default only where the app set none.
+    assert block == [(b":status", b"200"), (b"content-type", b"text/plain"), (b"x-a", b"1"),
+                     (b"server", b"app"), (b"date", b"D")]
+    with pytest.raises(ValueError, match="invalid header value"):
+        response_fields([], [(b"x", b"a\nb")], [], frozenset())
+    with pytest.raises(ValueError, match="invalid header name"):
+        response_fields([], [(b"x y", b"1")], [], frozenset())
+    with pytest.raises(TypeError):
+        response_fields([], [("x", "1")], [], frozenset())  # type: ignore[list-item]

@@ -12,14 +12,13 @@ import time
 from email.utils import formatdate
 from typing import Any
 
-from ._types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "DEFAULT_SERVER",
     "access_logger",
     "error_logger",
     "http_date",
-    "response_head",
     "wrap_app",
 ]
 
@@ -75,29 +74,6 @@ class _DateCache:
 
 
 http_date = _DateCache().get
-
-
-def response_head(message: Message, defaults: Headers) -> tuple[int, Headers]:
-    """Validate an ``http.response.start`` message and return ``(status, headers)`` with
-    lowercase names, then each of ``defaults`` (``ServerContext.default_fields()``: server,
-    date, alt-svc per RFC 7838) whose name the app did not use.
-
-    Raises :class:`TypeError` / :class:`ValueError` for a malformed message (an app bug).
-    """
-    status = message.get("status")
-    if type(status) is not int or not 100 <= status <= 599:
-        raise ValueError(f"http.response.start: invalid status {status!r}")
-    headers: Headers = []
-    names: list[bytes] = []
-    for item in message.get("headers", ()):
-        name, value = item
-        if type(name) is not bytes or type(value) is not bytes:
-            name, value = bytes(name), bytes(value)
-        name = name.lower()
-        names.append(name)
-        headers.append((name, value))
-    headers.extend(field for field in defaults if field[0] not in names)
-    return status, headers
 
 
 def log_app_exception(scope: Scope | None, exc: BaseException) -> None:

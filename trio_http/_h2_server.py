@@ -353,8 +353,10 @@ class _Stream(StreamBridge):
         server = self.server
         conn = server.conn
         sid = self.request.stream_id
+        limit = server.ctx.config.h2_write_buffer_size
         while True:
-            await server.wait_writable()
+            if server._queued > limit:  # tested here: a coroutine per response costs more
+                await server.wait_writable()
             if self.disconnected:
                 raise ClientDisconnected("the stream was reset or the connection closed")
             n = conn.send_data(sid, view, end_stream=last)
@@ -364,20 +366,20 @@ class _Stream(StreamBridge):
                 view = view[n:]
             if not view:
                 break
-            self._writable = trio.Event()
+            writable = self._writable = trio.Event()
             if conn.send_window(sid) <= 0:
-                await self._wait_for_window()
+                await self._wait_for_window(writable)
         server.kick()  # a bare END_STREAM is not counted by queued()
 
-    async def _wait_for_window(self) -> None:
+    async def _wait_for_window(self, writable: trio.Event) -> None:
         # A peer that never opens its window stalls us as surely as one that stops reading
         # the socket: the same write_timeout bounds the wait (RFC 9113 §6.9).
         timeout = self.server.ctx.config.write_timeout
         if timeout is None:
-            await self._writable.wait()
+            await writable.wait()
             return
         with trio.move_on_after(timeout) as scope:
-            await self._writable.wait()
+            await writable.wait()
         if scope.cancelled_caught:
             self.server.conn.reset_stream(self.request.stream_id, CANCEL)
             self.server.kick()

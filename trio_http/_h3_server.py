@@ -274,13 +274,13 @@ class _Stream(StreamBridge):
                 server.kick()
             return
         while view:
-            self._writable = trio.Event()
+            writable = self._writable = trio.Event()
             n = conn.send_data(sid, view, end_stream=last)
             if n:
                 self.sent += n
                 server.kick()
                 view = view[n:]
             if view:
-                await self._writable.wait()
+                await writable.wait()
                 if self.disconnected:
                     raise ClientDisconnected("the stream was reset or the connection closed")

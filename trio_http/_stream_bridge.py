@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from ._asgi import error_logger, log_access, log_app_exception, response_head
+from ._asgi import error_logger, log_access, log_app_exception
 from ._errors import ClientDisconnected
 from ._extensions import (
     EARLY_HINT,
@@ -89,8 +89,9 @@ class StreamBridge:
         self.cancel_scope = trio.CancelScope()
         self.scope: dict[str, Any] | None = None
         self._headers_sent = False
-        self._readable = trio.Event()
-        self._writable = trio.Event()
+        # Made only when a task is about to wait: most streams never wait for either.
+        self._readable: trio.Event | None = None
+        self._writable: trio.Event | None = None
         #: Trailer fields gathered when the response promised some (``trailers: True``).
         self.trailers: Headers | None = None
         self.trailers_due = False  # the body is complete; the trailers end the stream
@@ -122,15 +123,17 @@ class StreamBridge:
         return self.response_done
 
     def wake(self) -> None:
-        self._readable.set()
+        if self._readable is not None:
+            self._readable.set()
 
     def wake_window(self) -> None:
-        self._writable.set()
+        if self._writable is not None:
+            self._writable.set()
 
     def disconnect(self) -> None:
         self.disconnected = True
-        self._readable.set()
-        self._writable.set()
+        self.wake()
+        self.wake_window()
 
     def statistics(self) -> dict[str, int]:
         """Bytes and chunks waiting in the inbox."""
@@ -165,14 +168,14 @@ class StreamBridge:
             if self.body_done and self.response_done:
                 return _DISCONNECT
             # No await between the checks above and this wait, so no wake-up is lost.
-            self._readable = trio.Event()
+            readable = self._readable = trio.Event()
             timeout = self.server.ctx.config.body_read_timeout
             # An extended CONNECT stream (a WebSocket) may rightly be silent for long.
             if self.ended or timeout is None or self.request.protocol is not None:
-                await self._readable.wait()
+                await readable.wait()
                 continue
             with trio.move_on_after(timeout) as scope:
-                await self._readable.wait()
+                await readable.wait()
             if scope.cancelled_caught:
                 # No body for body_read_timeout seconds: 408 (or a reset) and disconnect.
                 self.server.ctx.counters.protocol_errors += 1
@@ -265,21 +268,23 @@ class StreamBridge:
         """``http.response.push``: ignored unless the protocol serves it."""
 
     def _send_head(self, *, end_stream: bool) -> None:
-        assert self.start_message is not None
-        status, headers = response_head(
-            self.start_message, self.server.ctx.default_fields(alt_svc=self.advertise_alt_svc)
-        )
-        # send_response() leaves out connection-specific fields (RFC 9113 §8.2.2, RFC 9114
-        # §4.2).
+        message = self.start_message
+        assert message is not None
+        status = message.get("status")
+        if type(status) is not int or not 200 <= status <= 599:
+            raise ValueError(f"http.response.start: invalid status {status!r}")
+        # send_response() checks the app's fields in the same pass that leaves out
+        # connection-specific ones (RFC 9113 §8.2.2, RFC 9114 §4.2) and adds the defaults.
         self.server.conn.send_response(
-            self.request.stream_id, status, headers, end_stream=end_stream
+            self.request.stream_id, status, message.get("headers", ()), end_stream=end_stream,
+            defaults=self.server.ctx.default_fields(alt_svc=self.advertise_alt_svc),
         )
         self._headers_sent = True
         self.server.kick()
 
     def _finish(self) -> None:
         self.response_done = True
-        self._readable.set()  # a receive() waiting for disconnect may return now
+        self.wake()  # a receive() waiting for disconnect may return now
 
     def fail(self) -> None:
         """The app failed: a 500 if nothing was sent, otherwise reset the stream."""

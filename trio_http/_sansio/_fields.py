@@ -11,6 +11,8 @@ remember the strings that passed (see ``checked_values`` below).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 __all__ = [
     "TOKEN_BYTES",
     "VALUE_BYTES",
@@ -18,6 +20,7 @@ __all__ = [
     "checked_tokens",
     "checked_values",
     "remember_checked",
+    "response_fields",
     "token_ok",
     "value_ok",
 ]
@@ -72,3 +75,32 @@ def check_field(name: bytes, value: bytes) -> None:
         raise ValueError(f"invalid header name {name!r}")
     if value not in checked_values and not value_ok(value):
         raise ValueError(f"invalid header value for {name!r}")
+
+
+def response_fields(
+    block: list[tuple[bytes, bytes]],
+    headers: Iterable[Sequence[bytes]],
+    defaults: Sequence[tuple[bytes, bytes]],
+    drop: frozenset[bytes],
+) -> None:
+    """Append to ``block`` a response's fields for HTTP/2 or HTTP/3, in one pass: ``headers``
+    as an application gives them (bytes-like pairs, names in any case), checked
+    (:func:`check_field`), names lowercased, values without surrounding whitespace, those
+    named in ``drop`` (connection-specific fields) left out; then each of ``defaults``
+    (already valid and lowercase: server, date...) whose name the application did not use.
+    Raises :class:`ValueError` (or :class:`TypeError` for a field that is not bytes-like)."""
+    names: list[bytes] = []
+    for name, value in headers:
+        if type(name) is not bytes or type(value) is not bytes:
+            name, value = bytes(name), bytes(value)
+        if name not in checked_tokens and not token_ok(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if value not in checked_values and not value_ok(value):
+            raise ValueError(f"invalid header value for {name!r}")
+        name = name.lower()
+        names.append(name)
+        if name not in drop:
+            block.append((name, value.strip(b" \t")))
+    for field in defaults:
+        if field[0] not in names:
+            block.append(field)

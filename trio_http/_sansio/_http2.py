@@ -29,6 +29,7 @@ h2 frames, validates and keeps the stream state machines; this layer adds the se
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import h2.config
@@ -51,7 +52,7 @@ from ._events import (
     StreamReset,
     WindowUpdated,
 )
-from ._fields import check_field
+from ._fields import check_field, response_fields
 from ._h2_fields import MalformedFields, check_trailer_fields, parse_request_fields
 from ._h2_frames import FLOOD_WINDOW, FrameScanner
 from ._limits import refusal_status
@@ -439,17 +440,22 @@ class H2Connection:
 
     # --- output ------------------------------------------------------------------------
     def send_response(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool = False
+        self,
+        stream_id: int,
+        status: int,
+        headers: Iterable[Sequence[bytes]],
+        *,
+        end_stream: bool = False,
+        defaults: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        """Queue a response (or 1xx) HEADERS frame; connection-specific fields are left out
+        """Queue a response (or 1xx) HEADERS frame: ``headers`` as the application gave them,
+        then each of ``defaults`` whose name it did not use (see
+        :func:`~._fields.response_fields`); connection-specific fields are left out
         (RFC 9113 §8.2.2). Raises :class:`StreamClosed` if the stream was reset,
-        :class:`ValueError` for fields h2 refuses (an application error)."""
+        :class:`ValueError` (or :class:`TypeError`) for fields that are not valid (an
+        application error)."""
         block = [(b":status", _STATUS.get(status) or str(status).encode())]
-        for name, value in headers:
-            check_field(name, value)
-            name = name.lower()
-            if name not in _CONNECTION_FIELDS:
-                block.append((name, value))
+        response_fields(block, headers, defaults, _CONNECTION_FIELDS)
         try:
             self._h2.send_headers(stream_id, block, end_stream=end_stream)
         except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):

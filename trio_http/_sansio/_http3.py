@@ -40,6 +40,7 @@ stream's send buffer: those reads and writes of aioquic internals live in
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,7 @@ from ._events import (
     StreamReset,
     WindowUpdated,
 )
-from ._fields import check_field
+from ._fields import response_fields
 from ._limits import RequestHead, refusal_status
 
 __all__ = [
@@ -95,7 +96,6 @@ _STATUS = {s: str(s).encode() for s in range(100, 600)}
 _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
-_WHITESPACE = (b" ", b"\t")
 
 NetworkAddress = Any
 
@@ -502,19 +502,22 @@ class H3Connection:
 
     # --- output ------------------------------------------------------------------------
     def send_response(
-        self, stream_id: int, status: int, headers: Headers, *, end_stream: bool = False
+        self,
+        stream_id: int,
+        status: int,
+        headers: Iterable[Sequence[bytes]],
+        *,
+        end_stream: bool = False,
+        defaults: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        """Queue a response (or 1xx) HEADERS frame. Connection-specific fields are dropped
+        """Queue a response (or 1xx) HEADERS frame: ``headers`` as the application gave them,
+        then each of ``defaults`` whose name it did not use (see
+        :func:`~._fields.response_fields`); connection-specific fields are left out
         (RFC 9114 §4.2). Raises :class:`StreamClosed` if the stream cannot send,
-        :class:`ValueError` for a field value with CR, LF or NUL (an application error)."""
+        :class:`ValueError` (or :class:`TypeError`) for fields that are not valid (an
+        application error)."""
         block: Headers = [(b":status", _STATUS.get(status) or str(status).encode())]
-        for name, value in headers:
-            if name in _CONNECTION_SPECIFIC:
-                continue
-            check_field(name, value)
-            if value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
-                value = value.strip(b" \t")
-            block.append((name.lower(), value))
+        response_fields(block, headers, defaults, _CONNECTION_SPECIFIC)
         self._send(stream_id, lambda h3: h3.send_headers(stream_id, block, end_stream=end_stream))
         st = self._streams.get(stream_id)
         if st is not None and status >= 200:
