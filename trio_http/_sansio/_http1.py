@@ -173,8 +173,9 @@ def _check_request(
             upgrade = value.split(b",")[0].strip().lower()
         elif name == b"connection":
             tokens = value.lower()
-            connection_upgrade = connection_upgrade or b"upgrade" in tokens
-            if b"close" in tokens:
+            # find(), not "in": see _scope.build_scope.
+            connection_upgrade = connection_upgrade or tokens.find(b"upgrade") >= 0
+            if tokens.find(b"close") >= 0:
                 close = close or any(t.strip() == b"close" for t in tokens.split(b","))
         elif name == b"expect":
             expect = value.lower() == b"100-continue"

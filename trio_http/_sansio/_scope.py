@@ -58,10 +58,11 @@ def build_scope(
     """The ASGI scope for ``request``. ``path`` is percent-decoded UTF-8 and, as Uvicorn and
     Starlette expect, starts with ``root_path``; ``raw_path`` is the path as sent."""
     raw_path, query = _split_target(request.target)
-    # unquote() is costly; most paths hold no escapes.
+    # unquote() is costly; most paths hold no escapes. (find(), not "in": bytes.__contains__
+    # first tries its argument as an integer and formats a TypeError each time.)
     # Unquoted as latin-1 so that escaped bytes stay bytes; the UTF-8 decoding below then
     # applies once to escaped and raw bytes alike.
-    path = (unquote(raw_path.decode("latin-1"), encoding="latin-1") if b"%" in raw_path
+    path = (unquote(raw_path.decode("latin-1"), encoding="latin-1") if raw_path.find(b"%") >= 0
             else raw_path.decode("latin-1"))
     if not path.isascii():
         path = path.encode("latin-1").decode("utf-8", "replace")
