@@ -687,3 +687,44 @@ async def test_request_limits_apply_to_http3(start_server, h3_config, h3_client)
     assert fine.status == 200 and bytes(fine.body) == b"ok"
     assert "/many" not in seen and "/declared" not in seen
     assert "/fine" in seen
+
+
+H3_MESSAGE_ERROR = 0x10E
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param([(b"X-Upper", b"1")], id="uppercase-name"),
+    pytest.param([(b"connection", b"close")], id="connection-specific"),
+    pytest.param([(b"x-nul", b"a\x00b")], id="nul-in-value"),
+    pytest.param([(b":custom", b"1")], id="unknown-pseudo"),
+])
+async def test_malformed_request_resets_only_its_stream(start_server, h3_config, h3_client,
+                                                        fields):
+    # RFC 9114 §4.1.2: a malformed request is a stream error (H3_MESSAGE_ERROR); aioquic
+    # alone would close the whole connection.
+    server = await start_server(hello_app, tls=True, config=h3_config())
+    with trio.fail_after(10):
+        async with h3_client(server) as client:
+            _, bad = client.start_request("GET", "/", headers=fields)
+            await bad.done.wait()
+            good = await client.get("/after")
+            assert not client.terminated.is_set()
+    assert bad.reset == H3_MESSAGE_ERROR and bad.status == 0
+    assert good.status == 200
+
+
+async def test_malformed_requests_count_against_the_reset_budget(start_server, h3_config,
+                                                                 h3_client):
+    # Each malformed request is a stream that does no work: past the reset budget (200 beyond
+    # completed streams, as for HTTP/2), the connection is closed with H3_EXCESSIVE_LOAD.
+    server = await start_server(hello_app, tls=True, config=h3_config())
+    with trio.fail_after(30):
+        async with h3_client(server) as client:
+            sent = 0
+            while not client.terminated.is_set() and sent < 300:
+                _, bad = client.start_request("GET", "/", headers=[(b"X-Upper", b"1")])
+                sent += 1
+                await bad.done.wait()
+            await client.terminated.wait()
+    assert 200 < sent < 300
+    assert client.close_event.error_code == 0x107  # H3_EXCESSIVE_LOAD

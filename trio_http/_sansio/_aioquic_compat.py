@@ -9,7 +9,9 @@ aioquic's public API lacks three things a server with visible backpressure needs
 * a view of a stream's send buffer (bytes written and not yet acknowledged), and of what
   aioquic's HTTP/3 layer still holds unparsed for a stream;
 * a way to send GOAWAY (RFC 9114 §5.2) on the HTTP/3 control stream;
-* the negotiated TLS cipher suite (for the ASGI ``tls`` extension).
+* the negotiated TLS cipher suite (for the ASGI ``tls`` extension);
+* a malformed request treated as a stream error: aioquic closes the whole connection with
+  H3_MESSAGE_ERROR, where RFC 9114 §4.1.2 asks for a stream error (:class:`ServerH3`).
 
 Everything here reads or writes attributes aioquic 1.x keeps private; :func:`_check` verifies
 at import that the methods overridden exist, and this module is what to revisit when aioquic
@@ -26,6 +28,7 @@ from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnecti
 from aioquic.quic.packet import QuicFrameType
 
 __all__ = [
+    "ServerH3",
     "ServerQuic",
     "h3_end_sending",
     "h3_pending",
@@ -40,9 +43,60 @@ def _check() -> None:
     for name in ("_write_stream_limits", "_on_max_stream_data_delivery"):
         if not callable(getattr(QuicConnection, name, None)):  # pragma: no cover
             raise ImportError(f"trio_http needs aioquic 1.x: QuicConnection.{name} is missing")
+    if not callable(getattr(h3c.H3Connection, "_handle_request_or_push_frame", None)):
+        raise ImportError(  # pragma: no cover
+            "trio_http needs aioquic 1.x: H3Connection._handle_request_or_push_frame is missing"
+        )
 
 
 _check()
+
+
+_H3_MESSAGE_ERROR = int(h3c.ErrorCode.H3_MESSAGE_ERROR)
+
+
+class ServerH3(h3c.H3Connection):
+    """aioquic's HTTP/3 connection, with a malformed request head (aioquic's
+    ``MessageError`` while it validates the first HEADERS frame of a request stream) made a
+    stream error of type H3_MESSAGE_ERROR (RFC 9114 §4.1.2): the stream is reset and asked to
+    stop, the rest of it is dropped, and the connection carries on. ``malformed`` counts
+    them, for the reset budget. Errors after a request was accepted (a body that does not
+    match its content-length...) stay connection errors, as aioquic makes them."""
+
+    def __init__(self, quic: QuicConnection) -> None:
+        super().__init__(quic)
+        self.malformed = 0
+        self._refused: set[int] = set()  # streams refused, until the peer ends or resets them
+
+    def _handle_request_or_push_frame(
+        self, frame_type: int, frame_data: bytes | None, stream: Any, stream_ended: bool
+    ) -> list[Any]:
+        sid = stream.stream_id
+        if sid in self._refused:
+            if stream_ended:
+                self._refused.discard(sid)
+            return []
+        head = (frame_type == h3c.FrameType.HEADERS
+                and stream.headers_recv_state == h3c.HeadersState.INITIAL)
+        try:
+            events: list[Any] = super()._handle_request_or_push_frame(
+                frame_type, frame_data, stream, stream_ended
+            )
+        except h3c.MessageError:
+            if not head:
+                raise
+            self.malformed += 1
+            if not stream_ended:
+                self._refused.add(sid)
+            quic = self._quic
+            quic.stop_stream(sid, _H3_MESSAGE_ERROR)
+            quic.reset_stream(sid, _H3_MESSAGE_ERROR)
+            return []
+        return events
+
+    def forget(self, stream_id: int) -> None:
+        """The peer reset ``stream_id``: nothing more will come on it."""
+        self._refused.discard(stream_id)
 
 
 class ServerQuic(QuicConnection):

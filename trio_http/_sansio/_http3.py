@@ -50,6 +50,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 
 from ._aioquic_compat import (
+    ServerH3,
     ServerQuic,
     h3_end_sending,
     h3_pending,
@@ -186,7 +187,7 @@ class H3Connection:
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
         )
-        self._h3: h3c.H3Connection | None = None
+        self._h3: ServerH3 | None = None
         self.max_concurrent_streams = max_concurrent_streams
         self._window = stream_window_size
         self._send_buffer = send_buffer_size
@@ -272,6 +273,8 @@ class H3Connection:
                     sid = ev.stream_id
                     if self._h3 is not None:
                         self._h3.handle_event(ev)
+                        if t is qe.StreamReset:
+                            self._h3.forget(sid)
                     st = self._streams.get(sid)
                     if st is not None:
                         st.peer_reset = True
@@ -285,7 +288,7 @@ class H3Connection:
                         self._forget(sid, st)
                 elif t is qe.ProtocolNegotiated:
                     if self._h3 is None:
-                        self._h3 = h3c.H3Connection(quic)
+                        self._h3 = ServerH3(quic)
                 elif t is qe.HandshakeCompleted:
                     self.handshake_complete = True
                 elif t is qe.ConnectionIdIssued:
@@ -326,6 +329,7 @@ class H3Connection:
         if self._h3 is None:
             return
         h: Any
+        malformed = self._h3.malformed
         for h in self._h3.handle_event(ev):
             t = type(h)
             if t is h3e.DataReceived:
@@ -349,6 +353,11 @@ class H3Connection:
                         out.append(EndOfMessage(h.stream_id, hst.trailers))
             elif t is h3e.HeadersReceived:
                 self._on_headers(h, out)
+        if self._h3.malformed != malformed:
+            # Malformed request heads, reset by ServerH3: streams that do no work, counted.
+            self._resets += self._h3.malformed - malformed
+            if self._resets > self._completed + self._reset_budget:
+                self.close(H3_EXCESSIVE_LOAD, "too many malformed requests")
         if st is not None:
             if st.active:
                 self._update_credit(sid, st)
