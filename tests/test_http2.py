@@ -456,6 +456,15 @@ async def test_headers_reusing_a_closed_stream_id_is_connection_error(start_serv
     assert client.goaway.error_code in (ERR.STREAM_CLOSED, ERR.PROTOCOL_ERROR)
 
 
+async def still_serves(client: H2Client) -> None:
+    """After a stream error: no GOAWAY, and a new request on the connection is answered."""
+    good = await client.request("GET", "/after")
+    await client.wait_done(good)
+    assert client.streams[good].status == 200
+    assert client.goaway is None
+    await client.aclose()
+
+
 _GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
 
 
@@ -495,11 +504,7 @@ async def test_malformed_request_resets_only_its_stream(start_server, fields):
         await client.wait_done(bad)
         assert client.streams[bad].reset == ERR.PROTOCOL_ERROR
         assert client.streams[bad].headers is None  # the app never ran
-        good = await client.request("GET", "/after")
-        await client.wait_done(good)
-    assert client.streams[good].status == 200
-    assert client.goaway is None
-    await client.aclose()
+        await still_serves(client)
 
 
 async def test_malformed_trailers_reset_the_stream(start_server):
@@ -512,11 +517,7 @@ async def test_malformed_trailers_reset_the_stream(start_server):
         await client.flush()
         await client.wait_done(sid)
         assert client.streams[sid].reset == ERR.PROTOCOL_ERROR
-        good = await client.request("GET", "/after")
-        await client.wait_done(good)
-    assert client.streams[good].status == 200
-    assert client.goaway is None
-    await client.aclose()
+        await still_serves(client)
 
 
 async def test_split_cookie_fields_reach_the_app_joined(start_server):

@@ -93,10 +93,7 @@ def response_fields(
     for name, value in headers:
         if type(name) is not bytes or type(value) is not bytes:
             name, value = bytes(name), bytes(value)
-        if name not in checked_tokens and not token_ok(name):
-            raise ValueError(f"invalid header name {name!r}")
-        if value not in checked_values and not value_ok(value):
-            raise ValueError(f"invalid header value for {name!r}")
+        check_field(name, value)
         name = name.lower()
         names.append(name)
         if name not in drop:

@@ -138,7 +138,7 @@ def parse_request_fields(fields: list[Field]) -> RequestHead:
     elif host != authority:
         raise MalformedFields(":authority and host differ")
     scheme = pseudo.get(b":scheme")
-    return RequestHead.of(
+    return RequestHead(
         method, target or b"", authority or b"",
         scheme.decode("ascii", "replace") if scheme is not None else None,
         protocol.decode("ascii", "replace") if protocol is not None else None,

@@ -382,7 +382,7 @@ class H3Connection:
         ):
             self._refuse(sid, H3_REQUEST_REJECTED)
             return
-        head = RequestHead(h.headers)
+        head = RequestHead.from_fields(h.headers)
         method, target, authority = head.method, head.target, head.authority
         scheme, protocol, headers = head.scheme, head.protocol, head.headers
         if method == b"CONNECT" and protocol is None:

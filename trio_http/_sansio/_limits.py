@@ -16,7 +16,21 @@ class RequestHead:
 
     __slots__ = ("authority", "headers", "method", "protocol", "scheme", "target")
 
-    def __init__(self, fields: Headers) -> None:
+    def __init__(
+        self, method: bytes, target: bytes, authority: bytes, scheme: str | None,
+        protocol: str | None, headers: Headers,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.scheme = scheme
+        self.protocol = protocol
+        self.headers = headers
+
+    @classmethod
+    def from_fields(cls, fields: Headers) -> RequestHead:
+        """Split a field section already validated by the protocol library (HTTP/3: aioquic;
+        HTTP/2 validates and splits in one pass, :func:`._h2_fields.parse_request_fields`)."""
         method = target = authority = b""
         scheme = protocol = None
         headers: Headers = []
@@ -36,27 +50,7 @@ class RequestHead:
                 headers.append((name, value))
         if authority and not any(n == b"host" for n, _ in headers):
             headers.insert(0, (b"host", authority))
-        self.method = method
-        self.target = target
-        self.authority = authority
-        self.scheme: str | None = scheme
-        self.protocol: str | None = protocol
-        self.headers = headers
-
-    @classmethod
-    def of(
-        cls, method: bytes, target: bytes, authority: bytes, scheme: str | None,
-        protocol: str | None, headers: Headers,
-    ) -> RequestHead:
-        """A head already split (and validated) by the caller."""
-        head = cls.__new__(cls)
-        head.method = method
-        head.target = target
-        head.authority = authority
-        head.scheme = scheme
-        head.protocol = protocol
-        head.headers = headers
-        return head
+        return cls(method, target, authority, scheme, protocol, headers)
 
 
 def refusal_status(
