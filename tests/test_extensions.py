@@ -373,17 +373,28 @@ async def test_sendfile_waits_for_a_slow_reader(start_ext, big_file, sendfile_ca
     assert len(sendfile_calls) > 1  # it had to wait for the socket to drain
 
 
-async def test_sendfile_to_a_peer_that_never_reads_times_out(start_ext, autojump_clock):
+async def test_sendfile_to_a_peer_that_never_reads_times_out(start_ext, mock_clock):
+    # The clock moves only when the test moves it. The server opens the file in a worker
+    # thread, in real time; an autojumping clock ran on meanwhile, and on a slow machine ran
+    # past the test's own bound before the file was even open (CI failed so).
     # trio's 16 KiB TCP_NOTSENT_LOWAT, so that the file cannot all sit in the kernel's buffer.
     server, seen = await start_ext(write_timeout=5, tcp_notsent_lowat=None)
     stream = small_window_socket(server.port)
     async with stream:
         await stream.send_all(b"GET /pathsend HTTP/1.1\r\nHost: x\r\n\r\n")
-        # Virtual time runs on while the server opens the file in a worker thread (real
-        # time), so the bound is generous in virtual seconds; the write timeout is 5.
-        with trio.fail_after(3600):
-            while not seen.errors:  # noqa: ASYNC110  (virtual time)
-                await trio.sleep(1)
+        received = b""
+        while b"\r\n\r\n" not in received:  # the head: the file is open, its bytes on the way
+            chunk = await stream.receive_some(1024)
+            assert chunk, "the server closed the connection"
+            received += chunk
+        # From here the client reads nothing: the server's send waits for room.
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        mock_clock.jump(4.9)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert seen.errors == []  # not before write_timeout
+        mock_clock.jump(0.2)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert received.startswith(b"HTTP/1.1 200 ")
     assert seen.errors == ["ClientDisconnected"]
 
 
