@@ -998,7 +998,7 @@ async def test_unread_socket_bytes_do_not_leak_between_connections(start_server)
 @pytest.mark.parametrize(("field", "value"), [
     ("max_request_line_size", 0), ("max_request_header_count", 0), ("max_request_body_size", 0),
     ("max_requests_per_connection", -1), ("request_head_timeout", 0), ("body_read_timeout", -1),
-    ("h2_reset_budget", 0), ("h2_control_frame_budget", 0),
+    ("h2_reset_budget", 0), ("h2_control_frame_budget", 0), ("h3_reset_budget", 0),
 ])
 def test_limits_are_validated(field, value):
     with pytest.raises(ConfigError):
@@ -1010,12 +1010,13 @@ def test_limit_flags_reach_the_config():
         "--max-request-body-size", "1000", "--request-head-timeout", "none",
         "--body-read-timeout", "7.5", "--write-timeout", "off", "--max-request-line-size", "200",
         "--max-request-header-count", "20", "--max-requests-per-connection", "3",
-        "--h2-reset-budget", "10", "--h2-control-frame-budget", "50",
+        "--h2-reset-budget", "10", "--h2-control-frame-budget", "50", "--h3-reset-budget", "12",
     ])
     cfg = config_from_args(args)
     assert (cfg.max_request_body_size, cfg.request_head_timeout, cfg.body_read_timeout,
             cfg.write_timeout, cfg.max_request_line_size, cfg.max_request_header_count,
             cfg.max_requests_per_connection, cfg.h2_reset_budget,
-            cfg.h2_control_frame_budget) == (1000, None, 7.5, None, 200, 20, 3, 10, 50)
+            cfg.h2_control_frame_budget, cfg.h3_reset_budget,
+            ) == (1000, None, 7.5, None, 200, 20, 3, 10, 50, 12)
     defaults = config_from_args(build_parser().parse_args([]))
     assert defaults.max_request_body_size is None and defaults.request_head_timeout == 10

@@ -713,18 +713,23 @@ async def test_malformed_request_resets_only_its_stream(start_server, h3_config,
     assert good.status == 200
 
 
+@pytest.mark.parametrize("budget", [None, 5])
 async def test_malformed_requests_count_against_the_reset_budget(start_server, h3_config,
-                                                                 h3_client):
-    # Each malformed request is a stream that does no work: past the reset budget (200 beyond
-    # completed streams, as for HTTP/2), the connection is closed with H3_EXCESSIVE_LOAD.
-    server = await start_server(hello_app, tls=True, config=h3_config())
+                                                                 h3_client, budget):
+    # Each malformed request is a stream that does no work: past the reset budget (by default
+    # 200 beyond completed streams, as for HTTP/2), the connection is closed with
+    # H3_EXCESSIVE_LOAD.
+    config = h3_config() if budget is None else h3_config(h3_reset_budget=budget)
+    limit = config.h3_reset_budget
+    server = await start_server(hello_app, tls=True, config=config)
     with trio.fail_after(30):
         async with h3_client(server) as client:
+            assert (await client.get("/")).status == 200  # one completed stream: budget + 1
             sent = 0
-            while not client.terminated.is_set() and sent < 300:
+            while not client.terminated.is_set() and sent < limit + 100:
                 _, bad = client.start_request("GET", "/", headers=[(b"X-Upper", b"1")])
                 sent += 1
                 await bad.done.wait()
             await client.terminated.wait()
-    assert 200 < sent < 300
+    assert sent == limit + 2  # resets > completed (1) + budget closes it
     assert client.close_event.error_code == 0x107  # H3_EXCESSIVE_LOAD

@@ -69,6 +69,9 @@ def add_limit_arguments(p: argparse.ArgumentParser, d: Config) -> None:
     g.add_argument("--h2-reset-budget", type=int, metavar="N", default=d.h2_reset_budget,
                    help="HTTP/2 stream resets tolerated beyond completed streams, then "
                         f"GOAWAY(ENHANCE_YOUR_CALM) (default {d.h2_reset_budget})")
+    g.add_argument("--h3-reset-budget", type=int, metavar="N", default=d.h3_reset_budget,
+                   help="HTTP/3 stream resets tolerated beyond completed streams, then "
+                        f"H3_EXCESSIVE_LOAD (default {d.h3_reset_budget})")
     g.add_argument("--h2-control-frame-budget", type=int, metavar="N",
                    default=d.h2_control_frame_budget,
                    help="HTTP/2 frames without request work (PING, SETTINGS, empty DATA...) "
@@ -89,4 +92,5 @@ def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_requests_per_connection": args.max_requests_per_connection,
         "h2_reset_budget": args.h2_reset_budget,
         "h2_control_frame_budget": args.h2_control_frame_budget,
+        "h3_reset_budget": args.h3_reset_budget,
     }

@@ -227,6 +227,10 @@ class Config:
     #: Bytes of request body a stream may have buffered before the app reads it, and of
     #: response a stream may have sent but not yet seen acknowledged.
     h3_stream_window_size: int = 262144
+    #: Request streams reset (by the peer, or by us because of the peer: a malformed or
+    #: refused request) tolerated beyond the number of completed streams, then the connection
+    #: is closed with H3_EXCESSIVE_LOAD (RFC 9114 §10.5; HTTP/3's Rapid Reset).
+    h3_reset_budget: int = 200
 
     # --- proxies, client certificates, sockets, WSGI (issue 7) --------------------------------
     #: Trust ``Forwarded`` / ``X-Forwarded-*`` from ``forwarded_allow_ips`` (RFC 7239).
@@ -270,7 +274,7 @@ class Config:
         _positive("websocket_ping_interval", self.websocket_ping_interval)
         for name in ("read_size", "backlog", "max_request_header_size",
                      "max_request_line_size", "max_request_header_count", "h2_reset_budget",
-                     "h2_control_frame_budget",
+                     "h2_control_frame_budget", "h3_reset_budget",
                      "h2_max_concurrent_streams", "h2_max_header_list_size",
                      "h2_write_buffer_size", "websocket_max_message_size",
                      "websocket_max_queue"):

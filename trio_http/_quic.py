@@ -287,6 +287,7 @@ class QuicEndpoint:
             max_request_header_count=cfg.max_request_header_count,
             max_request_line_size=cfg.max_request_line_size,
             max_request_body_size=cfg.max_request_body_size,
+            reset_budget=cfg.h3_reset_budget,
         )
         host = self.address
         extensions = dict(self.ctx.extensions)
