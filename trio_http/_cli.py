@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from ._cli_limits import add_limit_arguments, limit_settings
-from ._config import Bind, Config, parse_bind
+from ._config import Bind, Config, parse_bind, split_header
 from ._config_sources import resolve_settings, settings_to_toml
 from ._dev_tls import ensure_dev_certificate
 from ._errors import ConfigError
@@ -108,9 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable; needs --certfile")
     p.add_argument("--no-alt-svc", dest="alt_svc", action="store_false",
                    help="do not advertise HTTP/3 with alt-svc on TCP responses")
+    p.add_argument("--no-server-header", dest="server_header", action="store_false",
+                   help="do not add 'server: trio_http' to responses")
+    p.add_argument("--no-date-header", dest="date_header", action="store_false",
+                   help="do not add a date field (RFC 9110 §6.6.1) to responses")
+    p.add_argument("--header", dest="response_headers", action="append", default=[],
+                   type=_header, metavar="NAME:VALUE",
+                   help="a field every response gets unless the app set one of that name "
+                        "(a server field replaces trio_http's); repeatable")
     _add_production_arguments(p, d)
     add_limit_arguments(p, d)
     return p
+
+
+def _header(text: str) -> str:
+    try:
+        name, value = split_header(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{name}: {value}"
 
 
 def _octal(text: str) -> int:
@@ -273,6 +289,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log_format=args.access_logformat,
         quic_binds=tuple(args.quic_bind),
         alt_svc=args.alt_svc,
+        server_header=args.server_header,
+        date_header=args.date_header,
+        response_headers=tuple(split_header(h) for h in args.response_headers),
         backlog=args.backlog,
         unix_socket_mode=args.uds_mode,
         proxy_headers=args.proxy_headers,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._errors import ConfigError
+from ._sansio._fields import check_field
 
 __all__ = ["Bind", "Config", "parse_bind"]
 
@@ -89,6 +90,37 @@ def parse_bind(text: str | Bind, *, tls: bool | None = None) -> Bind:
     return Bind("tcp", host=host or "0.0.0.0", port=port, tls=tls)
 
 
+# Fields a server-wide default cannot carry: they frame the message or describe this one
+# connection or moment (RFC 9110 §6.6.1, §7.6.1; RFC 9112 §6.1), so one value for every
+# response would be wrong; ``date`` has its own switch.
+_NOT_DEFAULTS = frozenset({
+    "connection", "content-length", "date", "keep-alive", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade",
+})
+
+
+def split_header(text: str) -> tuple[str, str]:
+    """``"Name: value"`` as ``("name", "value")``: the name lowercased, the value without
+    surrounding whitespace. Raises :class:`ConfigError` when it is not a valid field that a
+    server may add to every response."""
+    name, colon, value = text.partition(":")
+    if not colon:
+        raise ConfigError(f"response header {text!r} is not NAME:VALUE")
+    return _default_field(name.strip(), value)
+
+
+def _default_field(name: str, value: str) -> tuple[str, str]:
+    value = value.strip(" \t")
+    try:
+        check_field(name.encode("latin-1"), value.encode("latin-1"))
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise ConfigError(f"response header {name!r}: {exc}") from None
+    name = name.lower()
+    if name in _NOT_DEFAULTS:
+        raise ConfigError(f"response header {name!r} cannot be set for every response")
+    return name, value
+
+
 def _positive(name: str, value: float | None, *, allow_none: bool = True) -> None:
     if value is None:
         if not allow_none:
@@ -161,6 +193,12 @@ class Config:
     server_header: bool = True
     #: Add a ``date`` header (RFC 9110 §6.6.1) to responses when the app set none.
     date_header: bool = True
+    #: Fields every response gets unless the app set a field of that name, as ``(name,
+    #: value)`` pairs of latin-1 strings (``--header "name: value"``). A ``server`` field
+    #: here takes the place of ``server: trio_http``. Names are lowercased; a framing or
+    #: connection field (``content-length``, ``connection``...) or ``date`` raises
+    #: :class:`ConfigError`.
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     # --- HTTP/1.1 (RFC 9112) -------------------------------------------------------------
     #: Bytes a request head (request line and header fields) may take before 431.
@@ -299,6 +337,12 @@ class Config:
                                   "(pip install trio_http[fast])")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
+        try:
+            fields = tuple(_default_field(*pair) for pair in self.response_headers)
+        except TypeError:
+            raise ConfigError("response_headers must be (name, value) pairs of strings, "
+                              f"not {self.response_headers!r}") from None
+        object.__setattr__(self, "response_headers", fields)
         if self.root_path.endswith("/"):
             object.__setattr__(self, "root_path", self.root_path.rstrip("/"))
         if self.keyfile and not self.certfile:

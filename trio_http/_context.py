@@ -67,21 +67,31 @@ class ServerContext:
         self._date: bytes | None = None
         self._defaults: Headers | None = None
         self._defaults_without_alt_svc: Headers = []
+        self._custom: Headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in config.response_headers
+        ]
+        custom_names = {name for name, _ in self._custom}
+        self._server_default = config.server_header and b"server" not in custom_names
+        self._alt_svc_default = b"alt-svc" not in custom_names
 
     def default_fields(self, *, alt_svc: bool = True) -> Headers:
         """The fields a response gets unless the app set them: ``server``, ``date`` (each if
-        enabled) and, with ``alt_svc``, ``alt-svc`` when HTTP/3 is served. The lists are
+        enabled), ``Config.response_headers`` and, with ``alt_svc``, ``alt-svc`` when HTTP/3
+        is served (a configured field of the same name takes the place of either). The lists are
         rebuilt only when the date changes (once a second); callers must not modify them."""
         date = http_date() if self.config.date_header else None
         if date is not self._date or self._defaults is None:
             fields: Headers = []
-            if self.config.server_header:
+            if self._server_default:
                 fields.append((b"server", DEFAULT_SERVER))
             if date is not None:
                 fields.append((b"date", date))
+            fields += self._custom
             self._defaults_without_alt_svc = fields
             self._defaults = (
-                [*fields, (b"alt-svc", self.alt_svc)] if self.alt_svc is not None else fields
+                [*fields, (b"alt-svc", self.alt_svc)]
+                if self.alt_svc is not None and self._alt_svc_default else fields
             )
             self._date = date
         return self._defaults if alt_svc else self._defaults_without_alt_svc
