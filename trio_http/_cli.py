@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keyfile-password", help="password of an encrypted keyfile")
     p.add_argument("--ca-certs", help="PEM CA bundle for client certificates")
     p.add_argument("--root-path", default=d.root_path, help="ASGI root_path (mount point)")
+    p.add_argument("--server-name", dest="server_names", action="append", default=[],
+                   metavar="HOST",
+                   help="a host served: HOST, HOST:PORT or *.DOMAIN; requests for other hosts "
+                        "get 421; repeatable (default: every host)")
     p.add_argument("--graceful-timeout", type=float, default=d.graceful_timeout, metavar="S",
                    help="seconds in-flight requests get at shutdown (default %(default)s)")
     p.add_argument("--keep-alive", type=float, default=d.keep_alive_timeout, metavar="S",
@@ -269,6 +273,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         keyfile_password=args.keyfile_password,
         ca_certs=args.ca_certs,
         root_path=args.root_path,
+        server_names=tuple(args.server_names),
         graceful_timeout=args.graceful_timeout,
         keep_alive_timeout=args.keep_alive,
         tls_handshake_timeout=args.tls_handshake_timeout,

@@ -14,6 +14,7 @@ from typing import Literal
 
 from ._errors import ConfigError
 from ._sansio._fields import check_field
+from ._sansio._limits import ServerNames
 
 __all__ = ["Bind", "Config", "parse_bind"]
 
@@ -199,6 +200,11 @@ class Config:
     #: connection field (``content-length``, ``connection``...) or ``date`` raises
     #: :class:`ConfigError`.
     response_headers: tuple[tuple[str, str], ...] = ()
+    #: Hosts served (``--server-name``): ``host`` (any port), ``host:port`` or ``*.domain``
+    #: (the names below it). A request whose Host (HTTP/2, HTTP/3: ``:authority``) is none of
+    #: them gets 421 Misdirected Request (RFC 9110 §15.5.20) and its app never runs, which
+    #: keeps DNS rebinding away from servers on private addresses. Empty: every host.
+    server_names: tuple[str, ...] = ()
 
     # --- HTTP/1.1 (RFC 9112) -------------------------------------------------------------
     #: Bytes a request head (request line and header fields) may take before 431.
@@ -343,6 +349,13 @@ class Config:
             raise ConfigError("response_headers must be (name, value) pairs of strings, "
                               f"not {self.response_headers!r}") from None
         object.__setattr__(self, "response_headers", fields)
+        if isinstance(self.server_names, (str, list)):
+            object.__setattr__(self, "server_names", (self.server_names,)
+                               if isinstance(self.server_names, str) else tuple(self.server_names))
+        try:
+            ServerNames(self.server_names)
+        except ValueError as exc:
+            raise ConfigError(f"server_names: {exc}") from None
         if self.root_path.endswith("/"):
             object.__setattr__(self, "root_path", self.root_path.rstrip("/"))
         if self.keyfile and not self.certfile:

@@ -12,6 +12,7 @@ import trio
 from ._asgi import DEFAULT_SERVER, http_date
 from ._config import Config
 from ._head_timeouts import HeadTimeouts
+from ._sansio._limits import ServerNames
 from ._types import ASGIApp, Headers
 
 
@@ -67,6 +68,8 @@ class ServerContext:
         self._date: bytes | None = None
         self._defaults: Headers | None = None
         self._defaults_without_alt_svc: Headers = []
+        #: The hosts served (None: every host), for each protocol's request checks.
+        self.server_names = ServerNames(config.server_names) if config.server_names else None
         self._custom: Headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in config.response_headers

@@ -83,6 +83,7 @@ class H1Server:
                 max_request_header_size=cfg.max_request_header_size,
                 max_request_header_count=cfg.max_request_header_count,
                 max_request_body_size=cfg.max_request_body_size,
+                server_names=ctx.server_names,
             ),
         )
         if data:

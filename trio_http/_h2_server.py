@@ -75,6 +75,7 @@ class H2Server:
             max_request_header_count=cfg.max_request_header_count,
             max_request_line_size=cfg.max_request_line_size,
             max_request_body_size=cfg.max_request_body_size,
+            server_names=ctx.server_names,
         )
         self.streams: dict[int, _Stream] = {}
         #: Open WebSocket sessions (RFC 8441 streams), told to close with 1001 on shutdown.

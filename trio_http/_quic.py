@@ -288,6 +288,7 @@ class QuicEndpoint:
             max_request_line_size=cfg.max_request_line_size,
             max_request_body_size=cfg.max_request_body_size,
             reset_budget=cfg.h3_reset_budget,
+            server_names=self.ctx.server_names,
         )
         host = self.address
         extensions = dict(self.ctx.extensions)

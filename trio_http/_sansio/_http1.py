@@ -38,6 +38,7 @@ from ._fields import (
     token_ok,
     value_ok,
 )
+from ._limits import HOST_BYTES, ServerNames
 
 __all__ = ["DEFAULT_LIMITS", "REASONS", "H1Connection", "H1Output", "RequestLimits", "error_body"]
 
@@ -96,13 +97,15 @@ class RequestLimits:
     ``max_request_header_size``: bytes of request head before 431;
     ``max_request_header_count``: header fields before 431;
     ``max_request_body_size``: bytes of declared ``Content-Length`` before 413 (``None``: no
-    limit; a streamed body is counted by the I/O layer).
+    limit; a streamed body is counted by the I/O layer);
+    ``server_names``: the hosts served, others get 421 (``None``: any host).
     """
 
     max_request_line_size: int = 8192
     max_request_header_size: int = 16384
     max_request_header_count: int = 100
     max_request_body_size: int | None = None
+    server_names: ServerNames | None = None
 
 
 DEFAULT_LIMITS = RequestLimits()
@@ -110,10 +113,6 @@ DEFAULT_LIMITS = RequestLimits()
 #: What a request head may hold: field values' bytes (RFC 9110 §5.5) and line ends.
 _HEAD_BYTES = VALUE_BYTES + b"\r\n"
 
-#: What a Host value may hold: reg-name, IP literal and port characters (RFC 3986 §3.2.2).
-_HOST_BYTES = (
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
-)
 #: What a request-target may hold once parsed: visible ASCII (RFC 9112 §3.2).
 _TARGET_BYTES = bytes(range(0x21, 0x7F))
 #: Host values and origin-form targets that passed, as in _fields.py (the same bounds).
@@ -138,8 +137,8 @@ def _check_request(
 
     Returns (upgrade token, expect 100-continue, head size in bytes as counted against
     ``max_request_header_size``, a ``close`` token in Connection). Raises
-    :class:`ProtocolError` with the status to answer: 400, 405 (CONNECT), 413, 414, 431, 501
-    (transfer-coding), 505.
+    :class:`ProtocolError` with the status to answer: 400, 405 (CONNECT), 413, 414, 421 (a
+    host not in ``limits.server_names``), 431, 501 (transfer-coding), 505.
     """
     if len(method) + len(target) + 10 > limits.max_request_line_size:
         raise ProtocolError("request line too long", status_code=414)
@@ -200,13 +199,15 @@ def _check_request(
     if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
         raise ProtocolError("a request must carry exactly one Host field")
     if host is not None and host not in _checked_hosts:
-        if host.translate(None, _HOST_BYTES):
+        if host.translate(None, HOST_BYTES):
             raise ProtocolError("invalid Host field")
         remember_checked(_checked_hosts, host)
     if method == b"CONNECT":
         # Tunnelling is not served; RFC 9110 §9.3.6 lets a server refuse it.
         raise ProtocolError("CONNECT is not supported", status_code=405)
     _check_target(method, target, host)
+    if limits.server_names is not None and not limits.server_names.allows(host or b""):
+        raise ProtocolError("this server does not serve that host", status_code=421)
     if cl and limits.max_request_body_size is not None and (
         len(length) > 20 or int(length) > limits.max_request_body_size
     ):
@@ -239,7 +240,7 @@ def _check_target(method: bytes, target: bytes, host: bytes | None) -> None:
         if 0 <= i < end:
             end = i
     authority = rest[:end]
-    if not authority or b"@" in authority or authority.translate(None, _HOST_BYTES):
+    if not authority or b"@" in authority or authority.translate(None, HOST_BYTES):
         raise ProtocolError("invalid authority in the request-target")
     if host is not None and host.lower() != authority.lower():
         raise ProtocolError("Host does not match the request-target")

@@ -55,7 +55,7 @@ from ._events import (
 from ._fields import check_field, response_fields
 from ._h2_fields import MalformedFields, check_trailer_fields, parse_request_fields
 from ._h2_frames import FLOOD_WINDOW, FrameScanner
-from ._limits import refusal_status
+from ._limits import ServerNames, refusal_status
 
 __all__ = ["FLOOD_WINDOW", "H2Connection", "StreamClosed"]
 
@@ -100,8 +100,9 @@ class H2Connection:
     of completed streams; ``control_frame_budget`` how many frames without request work per
     :data:`FLOOD_WINDOW` seconds. Both end the connection with GOAWAY(ENHANCE_YOUR_CALM).
     ``max_request_header_count`` (fields, 431), ``max_request_line_size`` (bytes of method and
-    ``:path``, 414) and ``max_request_body_size`` (bytes or ``None``, 413) refuse one stream.
-    Time comes in as ``now`` (seconds, any monotonic origin) to :meth:`receive_data`.
+    ``:path``, 414), ``max_request_body_size`` (bytes or ``None``, 413) and ``server_names``
+    (421 for other hosts; ``None``: any) refuse one stream. Time comes in as ``now``
+    (seconds, any monotonic origin) to :meth:`receive_data`.
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class H2Connection:
         max_request_header_count: int = 100,
         max_request_line_size: int = 8192,
         max_request_body_size: int | None = None,
+        server_names: ServerNames | None = None,
     ) -> None:
         # h2's field checks are off both ways: outbound fields are checked once by
         # check_field() (h2's checks cost a fifth of a small response), inbound ones (and
@@ -154,6 +156,7 @@ class H2Connection:
         self._max_fields = max_request_header_count
         self._max_line = max_request_line_size
         self._max_body = max_request_body_size
+        self._server_names = server_names
         self._body: dict[int, int] = {}  # body bytes per stream, when _max_body is set
         # Counts and times frames before h2 parses them (see FrameScanner); batch HEADERS
         # frames handed to h2 at once so it never holds more streams open than we can refuse.
@@ -359,6 +362,7 @@ class H2Connection:
         status = refusal_status(
             method, target, headers,
             max_fields=self._max_fields, max_line=self._max_line, max_body=self._max_body,
+            server_names=self._server_names, authority=authority,
         )
         if status:
             self._resets += 1  # a stream that does no work, at the peer's choice

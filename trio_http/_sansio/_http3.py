@@ -70,7 +70,7 @@ from ._events import (
     WindowUpdated,
 )
 from ._fields import response_fields
-from ._limits import RequestHead, refusal_status
+from ._limits import RequestHead, ServerNames, refusal_status
 
 __all__ = [
     "H3_EXCESSIVE_LOAD",
@@ -154,7 +154,9 @@ class H3Connection:
     ``h3``, ``idle_timeout`` in seconds); its ``max_stream_data`` and ``max_data`` are set
     here from ``stream_window_size`` (bytes of request body a stream may buffer) and
     ``max_concurrent_streams`` (request streams). ``send_buffer_size`` bounds the
-    unacknowledged response bytes per stream. ``original_destination_connection_id`` and
+    unacknowledged response bytes per stream. The request limits (``max_request_*``,
+    ``server_names``) refuse one stream, as :func:`._limits.refusal_status` says.
+    ``original_destination_connection_id`` and
     ``retry_source_connection_id`` come from the client's Initial packet (RFC 9000 §7.3).
 
     Input methods return events and never raise for anything the peer sends: errors close
@@ -175,10 +177,12 @@ class H3Connection:
         max_request_header_count: int = 100,
         max_request_line_size: int = 8192,
         max_request_body_size: int | None = None,
+        server_names: ServerNames | None = None,
     ) -> None:
         self._max_fields = max_request_header_count
         self._max_line = max_request_line_size
         self._max_body = max_request_body_size
+        self._server_names = server_names
         configuration.max_stream_data = stream_window_size
         configuration.max_data = max(max_concurrent_streams * stream_window_size, 1 << 20)
         self._quic = ServerQuic(
@@ -392,6 +396,7 @@ class H3Connection:
         status = refusal_status(
             method, target, headers,
             max_fields=self._max_fields, max_line=self._max_line, max_body=self._max_body,
+            server_names=self._server_names, authority=authority,
         )
         if status:
             self._resets += 1  # a stream that does no work, at the peer's choice

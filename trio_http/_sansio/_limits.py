@@ -1,12 +1,71 @@
 """Request heads as HTTP/2 and HTTP/3 deliver them (a whole field list with pseudo-header
 fields): splitting out the pseudo-header fields, and the status a stream is refused with
-before its application runs."""
+before its application runs; and the hosts a server answers for (all protocols)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ._events import Headers
 
-__all__ = ["RequestHead", "refusal_status"]
+__all__ = ["RequestHead", "ServerNames", "refusal_status"]
+
+#: What a host may hold: reg-name, IP literal and port characters (RFC 3986 §3.2.2).
+HOST_BYTES = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
+)
+
+
+def _split_port(host: bytes) -> tuple[bytes, bytes]:
+    """``host[:port]`` (RFC 9110 §7.2, lowercase) as (host, port); port ``b""`` when absent.
+    An IP literal keeps its brackets; an unclosed one gives no host (``b""``)."""
+    if host[:1] == b"[":
+        end = host.find(b"]") + 1  # 0 when unclosed: no name at all
+        rest = host[end:] if end else b""
+        return host[:end], rest[1:] if rest[:1] == b":" else b""
+    name, _, port = host.partition(b":")
+    return name, port
+
+
+class ServerNames:
+    """The hosts a server answers for: a request whose Host (or ``:authority``) is not one of
+    them is refused with 421 Misdirected Request (RFC 9110 §15.5.20) before its application
+    runs, which keeps DNS-rebinding and stray virtual-host traffic away from the app.
+
+    ``names`` are ``host`` (any port), ``host:port`` (that port only) or ``*.domain`` (every
+    name below ``domain``, any port); IP literals in brackets (``[::1]``). Matching ignores
+    case. Raises :class:`ValueError` for a name that cannot be a host."""
+
+    __slots__ = ("_any_port", "_exact", "_suffixes")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._exact: set[bytes] = set()  # "host:port" entries
+        self._any_port: set[bytes] = set()  # "host" entries
+        suffixes: list[bytes] = []
+        for text in names:
+            raw = text.strip().lower().encode("ascii", "replace")
+            wildcard = raw.startswith(b"*.")
+            body = raw[2:] if wildcard else raw
+            name, port = _split_port(body)
+            if (not name or body.translate(None, HOST_BYTES) or b"*" in body
+                    or (port and not port.isdigit()) or (wildcard and port)):
+                raise ValueError(f"{text!r} is not a host, host:port or *.domain")
+            if wildcard:
+                suffixes.append(b"." + name)
+            elif port:
+                self._exact.add(body)
+            else:
+                self._any_port.add(name)
+        self._suffixes = tuple(suffixes)
+
+    def allows(self, host: bytes) -> bool:
+        """Whether a request for ``host`` (a Host or ``:authority`` value, ``host[:port]``;
+        ``b""`` when the request named none) is served."""
+        host = host.lower()
+        if host in self._any_port or host in self._exact:
+            return True
+        name, _ = _split_port(host)
+        return bool(name) and (name in self._any_port or name.endswith(self._suffixes))
 
 
 class RequestHead:
@@ -61,10 +120,17 @@ def refusal_status(
     max_fields: int,
     max_line: int,
     max_body: int | None,
+    server_names: ServerNames | None = None,
+    authority: bytes = b"",
 ) -> int:
     """431 for more than ``max_fields`` fields, 414 when method and path exceed ``max_line``
-    bytes, 413 when ``content-length`` exceeds ``max_body`` bytes; 0 when the request may go
-    on. The same limits HTTP/1.1 applies to its request line and head (RFC 9110 §15.5)."""
+    bytes, 413 when ``content-length`` exceeds ``max_body`` bytes, 421 when ``authority``
+    (or else the Host field) is not one of ``server_names``; 0 when the request may go on.
+    The same limits HTTP/1.1 applies to its request line and head (RFC 9110 §15.5)."""
+    if server_names is not None:
+        host = authority or next((v for n, v in headers if n == b"host"), b"")
+        if not server_names.allows(host):
+            return 421
     if len(headers) > max_fields:
         return 431
     if len(method) + len(target) > max_line:
