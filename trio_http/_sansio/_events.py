@@ -79,6 +79,32 @@ class ConnectionTerminated:
     reason: str = ""
 
 
+@dataclass(slots=True)
+class ConnectionIdIssued:
+    """HTTP/3: the connection now also answers to ``cid`` (RFC 9000 §5.1): route its
+    datagrams here."""
+
+    cid: bytes
+
+
+@dataclass(slots=True)
+class ConnectionIdRetired:
+    """HTTP/3: ``cid`` no longer names this connection."""
+
+    cid: bytes
+
+
+class StreamClosed(Exception):
+    """Raised by an HTTP/2 or HTTP/3 connection's output methods: the stream can no longer
+    carry data (reset, stopped, or closed on our side); ``error_code`` is the peer's reset
+    code when known."""
+
+    def __init__(self, stream_id: int, error_code: int | None = None) -> None:
+        super().__init__(f"stream {stream_id} is closed")
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
 class NeedData:
     """More bytes are needed before another event can be produced (HTTP/1.1)."""
 
@@ -96,3 +122,4 @@ NEED_DATA = NeedData()
 PAUSED = Paused()
 
 Event = Request | Data | EndOfMessage | StreamReset | WindowUpdated | ConnectionTerminated
+H3Event = Event | ConnectionIdIssued | ConnectionIdRetired

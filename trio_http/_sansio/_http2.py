@@ -49,6 +49,7 @@ from ._events import (
     Event,
     Headers,
     Request,
+    StreamClosed,
     StreamReset,
     WindowUpdated,
 )
@@ -74,15 +75,6 @@ _STATUS = {s: str(s).encode() for s in range(100, 600)}
 _CONNECTION_FIELDS = frozenset(
     (b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"proxy-connection")
 )
-
-
-class StreamClosed(Exception):
-    """The stream can no longer carry data (reset, or closed on our side)."""
-
-    def __init__(self, stream_id: int, error_code: int | None = None) -> None:
-        super().__init__(f"stream {stream_id} is closed")
-        self.stream_id = stream_id
-        self.error_code = error_code
 
 
 class H2Connection:

@@ -41,7 +41,6 @@ stream's send buffer: those reads and writes of aioquic internals live in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aioquic.h3 import connection as h3c
@@ -60,12 +59,15 @@ from ._aioquic_compat import (
     tls_cipher_suite,
 )
 from ._events import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
     ConnectionTerminated,
     Data,
     EndOfMessage,
-    Event,
+    H3Event,
     Headers,
     Request,
+    StreamClosed,
     StreamReset,
     WindowUpdated,
 )
@@ -99,31 +101,6 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 
 NetworkAddress = Any
-
-
-@dataclass(slots=True)
-class ConnectionIdIssued:
-    """The connection now also answers to ``cid``: route its datagrams here."""
-
-    cid: bytes
-
-
-@dataclass(slots=True)
-class ConnectionIdRetired:
-    """``cid`` no longer names this connection."""
-
-    cid: bytes
-
-
-H3Event = Event | ConnectionIdIssued | ConnectionIdRetired
-
-
-class StreamClosed(Exception):
-    """The stream can no longer carry response data (reset, stopped, or ended)."""
-
-    def __init__(self, stream_id: int) -> None:
-        super().__init__(f"stream {stream_id} is closed")
-        self.stream_id = stream_id
 
 
 class _Stream:
