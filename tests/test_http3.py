@@ -697,6 +697,8 @@ H3_MESSAGE_ERROR = 0x10E
     pytest.param([(b"connection", b"close")], id="connection-specific"),
     pytest.param([(b"x-nul", b"a\x00b")], id="nul-in-value"),
     pytest.param([(b":custom", b"1")], id="unknown-pseudo"),
+    pytest.param([(b"host", b"other.example")], id="host-differs-from-authority"),
+    pytest.param([(b"host", b"localhost"), (b"host", b"localhost")], id="two-hosts"),
 ])
 async def test_malformed_request_resets_only_its_stream(start_server, h3_config, h3_client,
                                                         fields):

@@ -55,13 +55,29 @@ _check()
 _H3_MESSAGE_ERROR = int(h3c.ErrorCode.H3_MESSAGE_ERROR)
 
 
+def _host_disagrees(fields: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request head carries several Host fields, or one that differs from
+    ``:authority``: malformed (RFC 9114 §4.3.1), and a check aioquic does not make. Left
+    alone, the app would read one host while routing and ``server_names`` used the other."""
+    authority = host = None
+    for name, value in fields:
+        if name == b"host":
+            if host is not None:
+                return True
+            host = value
+        elif name == b":authority":
+            authority = value
+    return host is not None and authority is not None and host != authority
+
+
 class ServerH3(h3c.H3Connection):
     """aioquic's HTTP/3 connection, with a malformed request head (aioquic's
-    ``MessageError`` while it validates the first HEADERS frame of a request stream) made a
-    stream error of type H3_MESSAGE_ERROR (RFC 9114 §4.1.2): the stream is reset and asked to
-    stop, the rest of it is dropped, and the connection carries on. ``malformed`` counts
-    them, for the reset budget. Errors after a request was accepted (a body that does not
-    match its content-length...) stay connection errors, as aioquic makes them."""
+    ``MessageError`` while it validates the first HEADERS frame of a request stream, or a Host
+    field that disagrees with ``:authority``) made a stream error of type H3_MESSAGE_ERROR
+    (RFC 9114 §4.1.2): the stream is reset and asked to stop, the rest of it is dropped, and
+    the connection carries on. ``malformed`` counts them, for the reset budget. Errors after
+    a request was accepted (a body that does not match its content-length...) stay
+    connection errors, as aioquic makes them."""
 
     def __init__(self, quic: QuicConnection) -> None:
         super().__init__(quic)
@@ -85,14 +101,20 @@ class ServerH3(h3c.H3Connection):
         except h3c.MessageError:
             if not head:
                 raise
-            self.malformed += 1
-            if not stream_ended:
-                self._refused.add(sid)
-            quic = self._quic
-            quic.stop_stream(sid, _H3_MESSAGE_ERROR)
-            quic.reset_stream(sid, _H3_MESSAGE_ERROR)
+            self._refuse_malformed(sid, stream_ended)
+            return []
+        if head and events and _host_disagrees(events[0].headers):
+            self._refuse_malformed(sid, stream_ended)
             return []
         return events
+
+    def _refuse_malformed(self, sid: int, stream_ended: bool) -> None:
+        self.malformed += 1
+        if not stream_ended:
+            self._refused.add(sid)
+        quic = self._quic
+        quic.stop_stream(sid, _H3_MESSAGE_ERROR)
+        quic.reset_stream(sid, _H3_MESSAGE_ERROR)
 
     def forget(self, stream_id: int) -> None:
         """The peer reset ``stream_id``: nothing more will come on it."""
