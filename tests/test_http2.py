@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import h2.errors
+import h2.events
 import h2.settings
 import pytest
 import trio
@@ -356,6 +357,53 @@ async def test_idle_connection_gets_goaway(start_server, autojump_clock):
     assert client.goaway is not None
     assert client.goaway.error_code == ERR.NO_ERROR
     assert 4 <= trio.current_time() - start < 4.5
+
+
+def long_poll_app(disconnected: list[float]) -> Any:
+    """Starts a response, then waits for the client to go (a long-poll, or server-sent events
+    with nothing to send yet); notes when it learnt of the disconnect."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"waiting", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected.append(trio.current_time())
+    return app
+
+
+@pytest.mark.parametrize("interval", [None, 10])
+async def test_keepalive_pings_are_answered_and_the_stream_lives_on(start_server,
+                                                                    autojump_clock, interval):
+    disconnected: list[float] = []
+    config = Config(h2_ping_interval=interval, h2_ping_timeout=5)
+    server = await start_server(long_poll_app(disconnected), config=config)
+    client = await H2Client.open(server.port)
+    sid = await client.request()
+    with trio.move_on_after(105):
+        await client.drain_until_closed()  # h2 answers each PING with its ACK
+    pings = [ev for ev in client.events if isinstance(ev, h2.events.PingReceived)]
+    assert len(pings) == (0 if interval is None else 10)  # at 10, 20, ... 100 s
+    assert not client.closed and client.streams[sid].data == b"waiting"
+    assert not client.streams[sid].done and disconnected == []
+    await client.aclose()
+
+
+async def test_keepalive_ping_unanswered_drops_the_connection(start_server, autojump_clock):
+    disconnected: list[float] = []
+    config = Config(h2_ping_interval=10, h2_ping_timeout=5)
+    server = await start_server(long_poll_app(disconnected), config=config)
+    client = await H2Client.open(server.port)
+    start = trio.current_time()
+    await client.request()
+    with trio.fail_after(60):
+        await client.wait(lambda: client.remote_settings_seen)
+        while not disconnected:  # noqa: ASYNC110  (virtual time; the client reads nothing)
+            await trio.sleep(1)
+        data = await read_until_eof(client.stream)  # the server closed the connection
+    assert 15 <= disconnected[0] - start < 16  # a PING at 10 s, 5 s for its ACK
+    assert parse_frames(data)[-1].type == 0x6 and "ACK" not in parse_frames(data)[-1].flags
 
 
 # --- bad input ---------------------------------------------------------------------------

@@ -267,6 +267,28 @@ def test_first_frame_must_be_settings():
     assert goaway_of(parse_frames(conn.data_to_send())).error_code == ERR.PROTOCOL_ERROR
 
 
+def test_keepalive_ping_is_outstanding_until_its_own_ack():
+    conn = server()
+    conn.receive_data(H2_PREFACE + SettingsFrame(0).serialize())
+    conn.data_to_send()
+    conn.send_ping()
+    conn.send_ping()  # one at a time
+    (ping,) = [f for f in parse_frames(conn.data_to_send()) if isinstance(f, PingFrame)]
+    assert "ACK" not in ping.flags and conn.ping_outstanding
+    other = PingFrame(0, flags=["ACK"])
+    other.opaque_data = b"notours!"
+    conn.receive_data(other.serialize())  # an ACK of some other PING proves nothing
+    assert conn.ping_outstanding
+    ack = PingFrame(0, flags=["ACK"])
+    ack.opaque_data = ping.opaque_data
+    conn.receive_data(ack.serialize())
+    assert not conn.ping_outstanding
+    conn.close()
+    conn.data_to_send()
+    conn.send_ping()  # the connection is over: nothing more is queued
+    assert conn.data_to_send() == b"" and not conn.ping_outstanding
+
+
 def test_oversized_frame_refused_from_its_header():
     conn = server()
     events = conn.receive_data(H2_PREFACE + SettingsFrame(0).serialize()

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--h2-max-header-list-size", type=int, default=d.h2_max_header_list_size,
                    metavar="BYTES",
                    help="HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (default %(default)s)")
+    p.add_argument("--h2-ping-interval", type=float, default=d.h2_ping_interval, metavar="S",
+                   help="seconds between HTTP/2 keepalive PINGs (default: off)")
+    p.add_argument("--h2-ping-timeout", type=float, default=d.h2_ping_timeout, metavar="S",
+                   help="seconds to wait for a PING's ACK before dropping the connection "
+                        "(default %(default)s)")
     p.add_argument("--max-request-header-size", type=int, default=d.max_request_header_size,
                    metavar="BYTES",
                    help="HTTP/1.1 request head limit, 431 past it (default %(default)s)")
@@ -283,6 +288,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         h2_initial_window_size=args.h2_initial_window_size,
         h2_max_frame_size=args.h2_max_frame_size,
         h2_max_header_list_size=args.h2_max_header_list_size,
+        h2_ping_interval=args.h2_ping_interval,
+        h2_ping_timeout=args.h2_ping_timeout,
         max_request_header_size=args.max_request_header_size,
         h1_parser=args.h1_parser,
         websocket_max_message_size=args.ws_max_message_size,

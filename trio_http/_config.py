@@ -242,6 +242,14 @@ class Config:
     #: DATA, HEADERS or CONTINUATION, unknown types) a connection may send per 10 seconds, then
     #: GOAWAY(ENHANCE_YOUR_CALM) (CVE-2019-9512, -9515, -9518).
     h2_control_frame_budget: int = 1000
+    #: Seconds between keepalive PINGs on an HTTP/2 connection (RFC 9113 §6.7), ``None`` for
+    #: none. They find a peer that vanished without closing (a dropped NAT mapping, a host
+    #: switched off) while its streams wait, as a long-poll, server-sent events or a
+    #: WebSocket does, with nothing to write that would hit ``write_timeout``.
+    h2_ping_interval: float | None = None
+    #: Seconds the peer has to acknowledge a keepalive PING before the connection is dropped
+    #: (its streams see a disconnect).
+    h2_ping_timeout: float = 20.0
 
     # --- WebSockets (RFC 6455, RFC 7692) --------------------------------------------------
     #: Largest incoming message in bytes; a larger one closes with 1009.
@@ -302,7 +310,7 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("tls_handshake_timeout", "startup_timeout", "shutdown_timeout",
-                     "keep_alive_timeout", "websocket_ping_timeout"):
+                     "keep_alive_timeout", "websocket_ping_timeout", "h2_ping_timeout"):
             _positive(name, getattr(self, name), allow_none=False)
         _positive("graceful_timeout", self.graceful_timeout, allow_none=False)
         _positive("write_timeout", self.write_timeout)
@@ -316,6 +324,7 @@ class Config:
             ):
                 raise ConfigError(f"{name} must be a positive integer or None, not {value!r}")
         _positive("websocket_ping_interval", self.websocket_ping_interval)
+        _positive("h2_ping_interval", self.h2_ping_interval)
         for name in ("read_size", "backlog", "max_request_header_size",
                      "max_request_line_size", "max_request_header_count", "h2_reset_budget",
                      "h2_control_frame_budget", "h3_reset_budget",

@@ -84,6 +84,10 @@ class H2Server:
         self._drained = trio.Event()
         self._queued = 0  # bytes queued in h2 since the writer last took them
         self._reader_scope: trio.CancelScope | None = None
+        # Keepalive PINGs: the task's scope (cancelled when the connection ends) and the
+        # event the reader sets when the ACK of the PING in flight arrives.
+        self._keepalive_scope = trio.CancelScope()
+        self._ping_acked: trio.Event | None = None
         self._read_scope: trio.CancelScope | None = None  # the reader's current receive
         # Idle (no stream active) since when: the keep-alive deadline runs from here, and
         # frames that open no stream (PING...) do not push it back.
@@ -125,6 +129,8 @@ class H2Server:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer)
             nursery.start_soon(serve_pushes, self, self._pushed, nursery)
+            if self.ctx.config.h2_ping_interval is not None:
+                nursery.start_soon(self._keepalive)
             if upgrade is not None:
                 request, settings, body = upgrade
                 conn.initiate_upgrade(settings, request)
@@ -148,6 +154,7 @@ class H2Server:
                     st.cancel_scope.cancel()
                 conn.close()
                 self._closing = True
+                self._keepalive_scope.cancel()
                 self.pushes.close()  # serve_pushes returns
                 # The writer flushes the final GOAWAY and returns (bounded by write_timeout,
                 # or by the shutdown deadline); the nursery then closes.
@@ -193,6 +200,8 @@ class H2Server:
                     self.broken = True
                 self._handle(events, nursery)
                 self.kick()
+                if self._ping_acked is not None and not conn.ping_outstanding:
+                    self._ping_acked.set()
                 if self._closing and not conn.active:
                     break
                 while conn.pending_output > self._max_output and not self.broken:
@@ -290,6 +299,34 @@ class H2Server:
                 self._read_scope.deadline = min(self._read_scope.deadline, self._idle_deadline())
         self.kick()
         self._maybe_finish()
+
+    async def _keepalive(self) -> None:
+        # A PING every h2_ping_interval seconds (counted from the last ACK), whatever the
+        # streams are doing: a vanished peer leaves a stream that only waits to send (server-
+        # sent events, a WebSocket) with no write to time out, and TCP may not notice for
+        # hours.
+        cfg = self.ctx.config
+        interval, timeout = cfg.h2_ping_interval, cfg.h2_ping_timeout
+        assert interval is not None
+        conn = self.conn
+        with self._keepalive_scope:
+            while not conn.terminated:
+                await trio.sleep(interval)
+                conn.send_ping()
+                acked = self._ping_acked = trio.Event()
+                self.kick()
+                with trio.move_on_after(timeout):
+                    await acked.wait()
+                self._ping_acked = None
+                if conn.ping_outstanding and not conn.terminated:
+                    error_logger.debug("HTTP/2 keepalive PING from %s unanswered for %s s: "
+                                       "dropping the connection", self.info.client, timeout)
+                    self.broken = True  # as for a write timeout: nothing more reaches it
+                    for st in list(self.streams.values()):
+                        st.disconnect()
+                    if self._reader_scope is not None:
+                        self._reader_scope.cancel()
+                    return
 
     # --- writing ------------------------------------------------------------------------
     def kick(self) -> None:

@@ -71,6 +71,8 @@ INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
 CANCEL = h2.errors.ErrorCodes.CANCEL
 
 _STATUS = {s: str(s).encode() for s in range(100, 600)}
+#: The opaque data of our keepalive PINGs, so their ACKs are told from the peer's own.
+_PING_DATA = b"trio_htp"
 # Malformed in HTTP/2 (RFC 9113 §8.2.2); an ASGI app written for HTTP/1.1 may still set them.
 _CONNECTION_FIELDS = frozenset(
     (b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"proxy-connection")
@@ -144,6 +146,8 @@ class H2Connection:
         self._completed = 0
         self._reset_budget = reset_budget
         self.terminated = False
+        #: A keepalive PING of ours awaits its ACK (:meth:`send_ping`).
+        self.ping_outstanding = False
         self._peer_settings_seen = False
         self._max_fields = max_request_header_count
         self._max_line = max_request_line_size
@@ -289,6 +293,9 @@ class H2Connection:
                             break
                     continue
                 self._trailers[ev.stream_id] = list(ev.headers)
+            elif t is h2.events.PingAckReceived:
+                if ev.ping_data == _PING_DATA:
+                    self.ping_outstanding = False
             elif t is h2.events.RemoteSettingsChanged:
                 changed = ev.changed_settings
                 if _SC.INITIAL_WINDOW_SIZE in changed or _SC.MAX_FRAME_SIZE in changed:
@@ -566,6 +573,18 @@ class H2Connection:
         if stream is None or stream.closed or self.terminated:
             return
         self.reset_stream(stream_id, NO_ERROR if completed else INTERNAL_ERROR)
+
+    def send_ping(self) -> None:
+        """Queue a keepalive PING (RFC 9113 §6.7); :attr:`ping_outstanding` is true until
+        the peer's ACK arrives. Nothing is queued while one is outstanding or once the
+        connection is over."""
+        if self.ping_outstanding or self.terminated:
+            return
+        try:
+            self._h2.ping(_PING_DATA)
+        except h2.exceptions.ProtocolError:  # h2 already closed its side
+            return
+        self.ping_outstanding = True
 
     def start_shutdown(self) -> None:
         """Queue GOAWAY(NO_ERROR) naming the last stream we will process; streams in flight
