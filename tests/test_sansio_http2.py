@@ -283,6 +283,18 @@ def test_keepalive_ping_is_outstanding_until_its_own_ack():
     ack.opaque_data = ping.opaque_data
     conn.receive_data(ack.serialize())
     assert not conn.ping_outstanding
+    # Answers to PINGs we sent do not count against the peer's control-frame budget, however
+    # short the interval; unasked-for ACKs still do.
+    conn = server(control_frame_budget=5)
+    conn.receive_data(H2_PREFACE + SettingsFrame(0).serialize())
+    for _ in range(20):
+        conn.send_ping()
+        conn.data_to_send()
+        assert conn.receive_data(ack.serialize()) == [] and not conn.ping_outstanding
+    events = conn.receive_data(ack.serialize() * 6)
+    assert isinstance(events[-1], ConnectionTerminated)
+    assert events[-1].error_code == ERR.ENHANCE_YOUR_CALM
+    conn = server()
     conn.close()
     conn.data_to_send()
     conn.send_ping()  # the connection is over: nothing more is queued

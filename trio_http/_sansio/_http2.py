@@ -294,8 +294,9 @@ class H2Connection:
                     continue
                 self._trailers[ev.stream_id] = list(ev.headers)
             elif t is h2.events.PingAckReceived:
-                if ev.ping_data == _PING_DATA:
+                if ev.ping_data == _PING_DATA and self.ping_outstanding:
                     self.ping_outstanding = False
+                    self._scanner.flood -= 1  # an answer we asked for is no flood
             elif t is h2.events.RemoteSettingsChanged:
                 changed = ev.changed_settings
                 if _SC.INITIAL_WINDOW_SIZE in changed or _SC.MAX_FRAME_SIZE in changed:
