@@ -19,6 +19,7 @@ from hyperframe.frame import (
 )
 
 from trio_http import Config
+from trio_http._sansio._select import H2_PREFACE
 
 from .apps.peers import (
     H1Client,
@@ -29,6 +30,7 @@ from .apps.peers import (
     parse_frames,
     read_until,
     read_until_eof,
+    receive_some,
 )
 from .conftest import echo_app
 
@@ -611,6 +613,31 @@ async def h2c_upgrade(port: int, request_head: bytes, body: bytes = b"") -> H2Cl
     if buf:
         await client.process(bytes(buf))
     return client
+
+
+@pytest.mark.parametrize("mode", ["both", "prior-knowledge", "upgrade", "off"])
+async def test_h2c_modes(start_server, mode):
+    server = await start_server(echo_app, config=Config(h2c=mode))
+    with trio.fail_after(10):
+        # Prior knowledge: the preface and SETTINGS, then read what comes back.
+        stream = await connect(server.port)
+        async with stream:
+            await stream.send_all(H2_PREFACE + SettingsFrame(0).serialize())
+            reply = await receive_some(stream)
+        # Upgrade: h2c on a GET.
+        stream = await connect(server.port)
+        async with stream:
+            await stream.send_all(
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+            upgraded = await read_until(stream, bytearray(), b"\r\n\r\n")
+    if mode in ("both", "prior-knowledge"):
+        assert reply[3] == 0x4  # the server's SETTINGS frame
+    else:
+        # HTTP/1.1 answers "PRI * HTTP/2.0" as a version it does not serve.
+        assert reply.startswith((b"HTTP/1.1 505 ", b"HTTP/1.1 400 ")), reply[:40]
+    status = upgraded.split(b" ", 2)[1]
+    assert status == (b"101" if mode in ("both", "upgrade") else b"200")
 
 
 async def test_h2c_upgrade_get(start_server):

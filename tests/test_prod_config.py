@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_http import ConfigError
+from trio_http import Config, ConfigError
 from trio_http._asgi import AccessLogAtoms, _escape
 from trio_http._cli import build_parser
 from trio_http._config_sources import env_name, resolve_settings, setting_actions
@@ -209,6 +209,19 @@ async def _run(*args: str) -> tuple[int, str]:
     proc = await run_tool(sys.executable, "-m", "trio_http", *args, "--bind", "127.0.0.1:0",
                           timeout=30)
     return proc.returncode, proc.stderr.decode()
+
+
+def test_startup_line_names_the_protocols_served():
+    from trio_http._runner import describe_url
+
+    assert describe_url("https://h:1", "off") == "https://h:1 (HTTP/1.1, HTTP/2 over TLS with ALPN)"
+    assert describe_url("http://h:1") == (
+        "http://h:1 (HTTP/1.1, HTTP/2 cleartext: prior knowledge and Upgrade: h2c)")
+    assert describe_url("http://h:1", "upgrade") == (
+        "http://h:1 (HTTP/1.1, HTTP/2 cleartext: Upgrade: h2c)")
+    assert describe_url("http://h:1", "off") == "http://h:1 (HTTP/1.1)"
+    with pytest.raises(ConfigError, match="h2c"):
+        Config(h2c="sometimes")  # type: ignore[arg-type]
 
 
 def test_escape_and_request_header_atoms():

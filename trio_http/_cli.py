@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--h2-max-header-list-size", type=int, default=d.h2_max_header_list_size,
                    metavar="BYTES",
                    help="HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (default %(default)s)")
+    p.add_argument("--h2c", choices=("both", "prior-knowledge", "upgrade", "off"),
+                   default=d.h2c,
+                   help="HTTP/2 on cleartext binds: prior knowledge, Upgrade: h2c, both, or "
+                        "off (default %(default)s)")
     p.add_argument("--h2-ping-interval", type=float, default=d.h2_ping_interval, metavar="S",
                    help="seconds between HTTP/2 keepalive PINGs (default: off)")
     p.add_argument("--h2-ping-timeout", type=float, default=d.h2_ping_timeout, metavar="S",
@@ -288,6 +292,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         h2_initial_window_size=args.h2_initial_window_size,
         h2_max_frame_size=args.h2_max_frame_size,
         h2_max_header_list_size=args.h2_max_header_list_size,
+        h2c=args.h2c,
         h2_ping_interval=args.h2_ping_interval,
         h2_ping_timeout=args.h2_ping_timeout,
         max_request_header_size=args.max_request_header_size,

@@ -223,6 +223,11 @@ class Config:
     h1_parser: Literal["auto", "h11", "httptools"] = "auto"
 
     # --- HTTP/2 (RFC 9113 §6.5.2) --------------------------------------------------------
+    #: HTTP/2 on cleartext binds (h2c): ``"both"`` (prior knowledge, RFC 9113 §3.3, and the
+    #: ``Upgrade: h2c`` of RFC 7540 §3.2), ``"prior-knowledge"``, ``"upgrade"`` or ``"off"``
+    #: (HTTP/1.1 only; ``Upgrade: h2c`` is ignored, a preface gets 505). TLS binds negotiate
+    #: HTTP/2 with ALPN whatever this says.
+    h2c: Literal["both", "prior-knowledge", "upgrade", "off"] = "both"
     #: Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); past it,
     #: new streams are refused with REFUSED_STREAM, the connection lives on.
     h2_max_concurrent_streams: int = 100
@@ -350,6 +355,9 @@ class Config:
             if not HTTPTOOLS_AVAILABLE:
                 raise ConfigError("h1_parser 'httptools' needs httptools "
                                   "(pip install trio_http[fast])")
+        if self.h2c not in ("both", "prior-knowledge", "upgrade", "off"):
+            raise ConfigError("h2c must be 'both', 'prior-knowledge', 'upgrade' or 'off', "
+                              f"not {self.h2c!r}")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
         try:

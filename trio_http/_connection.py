@@ -117,7 +117,9 @@ async def serve_connection(
             root_path=config.root_path, state=ctx.state, extensions=extensions,
         )
         data = early
-        proto = select_protocol(alpn, data) if alpn or data else None
+        prior_knowledge = config.h2c in ("both", "prior-knowledge")
+        proto = (select_protocol(alpn, data, prior_knowledge=prior_knowledge)
+                 if alpn or data else None)
         # One deadline for the first bytes, however they trickle in.
         first_bytes_deadline = trio.current_time() + config.keep_alive_timeout
         while proto is None:
@@ -136,7 +138,7 @@ async def serve_connection(
             if not chunk:
                 return
             data += chunk
-            proto = select_protocol(alpn, data)
+            proto = select_protocol(alpn, data, prior_knowledge=prior_knowledge)
         if proto == "h2":
             h2_server = H2Server(stream, ctx, with_extensions(info, H2_EXTENSIONS))
             conn.handler = h2_server

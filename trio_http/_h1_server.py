@@ -341,7 +341,8 @@ class H1Server:
         (websocket) or ignored."""
         if request.upgrade == b"websocket" and request.method == b"GET":
             return await self._websocket_takeover(request)
-        if request.upgrade != b"h2c" or self.info.tls or self._shutdown:
+        if (request.upgrade != b"h2c" or self.info.tls or self._shutdown
+                or self.ctx.config.h2c not in ("both", "upgrade")):
             return None
         if not any(n == b"http2-settings" for n, _ in request.headers):
             return None

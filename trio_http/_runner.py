@@ -42,10 +42,20 @@ _POLL_INTERVAL = 0.1
 _STATS_INTERVAL = 1.0
 
 
-def describe_url(url: str) -> str:
+_H2C = {
+    "both": "HTTP/2 cleartext: prior knowledge and Upgrade: h2c",
+    "prior-knowledge": "HTTP/2 cleartext: prior knowledge",
+    "upgrade": "HTTP/2 cleartext: Upgrade: h2c",
+}
+
+
+def describe_url(url: str, h2c: str = "both") -> str:
+    """``url`` with the protocols it serves, for the startup log."""
     if url.startswith("https"):
         return f"{url} (HTTP/1.1, HTTP/2 over TLS with ALPN)"
-    return f"{url} (HTTP/1.1, HTTP/2 cleartext: prior knowledge and Upgrade: h2c)"
+    if h2c not in _H2C:
+        return f"{url} (HTTP/1.1)"
+    return f"{url} (HTTP/1.1, {_H2C[h2c]})"
 
 
 def systemd_binds(environ: dict[str, str] | None = None) -> list[str]:
@@ -141,7 +151,7 @@ async def run_server(
             )
             if link is None:
                 for url in server.urls:
-                    logger.info("Serving on %s", describe_url(url))
+                    logger.info("Serving on %s", describe_url(url, config.h2c))
                 for url in server.http3_urls:
                     logger.info("Serving on %s (HTTP/3 over QUIC, UDP)", url)
             if metrics_bind is not None:

@@ -329,7 +329,7 @@ async def supervise(
         listeners: list[HTTPListener] = await open_http_listeners(binds, config=config)
         try:
             for lst in listeners:
-                logger.info("Serving on %s", describe_url(lst.url))
+                logger.info("Serving on %s", describe_url(lst.url, config.h2c))
             logger.info("Supervisor %d running %d worker%s%s; press CTRL+C to stop",
                         os.getpid(), workers, "" if workers == 1 else "s",
                         " with reload" if reload_dirs is not None else "")
