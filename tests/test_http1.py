@@ -4,6 +4,7 @@ each gets the right error on its own connection while a well-behaved client carr
 
 from __future__ import annotations
 
+import contextvars
 import socket
 from typing import Any
 
@@ -75,6 +76,67 @@ async def test_reason_phrases(start_server):
         r = await client.request("GET", f"/{status}")
         assert (r.status, r.reason) == (status, reason)
     await client.aclose()
+
+
+USER: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
+
+
+async def context_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the value of USER it found, and what a task it starts sees, then sets
+    USER to the request's path, as middleware setting the request's user would."""
+    if scope["type"] != "http":
+        return
+    found = USER.get()
+    USER.set(scope["path"])
+    child: list[str] = []
+
+    async def task() -> None:
+        child.append(USER.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(task)
+    body = f"{found} {child[0]}".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+async def test_each_request_has_a_context_of_its_own(start_server, pipelined):
+    # As in a task per request: the app sees what the embedding program set, and what one
+    # request sets is gone in the next on the same connection.
+    USER.set("embedder")
+    server = await start_server(context_app)  # each parser in turn (module's h1_parser)
+    heads = [f"GET /r{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode() for i in range(3)]
+    heads[-1] = heads[-1].replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    with trio.fail_after(10):
+        stream = await connect(server.port)
+        if pipelined:
+            await stream.send_all(b"".join(heads))
+            raw = await read_until_eof(stream)
+        else:
+            buf, raw = bytearray(), b""
+            for head in heads:
+                await stream.send_all(head)
+                raw += await read_until(stream, buf, b"\r\n\r\n")
+                raw += await read_until(stream, buf, b"embedder")  # body: "embedder /rN"
+                raw += await read_until(stream, buf, b"/r%d" % heads.index(head))
+    assert raw.count(b"embedder /r") == 3, raw
+    assert b"/r0 " not in raw and b"/r1 " not in raw  # no request saw the one before
+
+
+async def test_each_http2_stream_has_a_context_of_its_own(start_server):
+    USER.set("embedder")
+    server = await start_server(context_app)
+    with trio.fail_after(10):
+        client = await H2Client.open(server.port)
+        bodies = []
+        for i in range(3):
+            sid = await client.request(path=f"/s{i}")
+            await client.wait_done(sid)
+            bodies.append(bytes(client.streams[sid].data))
+        await client.aclose()
+    assert bodies == [b"embedder /s0", b"embedder /s1", b"embedder /s2"]
 
 
 async def test_pipelined_requests_are_answered_in_order(start_server):
