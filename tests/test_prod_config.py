@@ -138,6 +138,38 @@ async def test_factory_and_app_dir(tmp_path):
         assert status == 500
 
 
+def test_env_file_gives_settings_and_variables(tmp_path):
+    path = _write(tmp_path / ".env", "TRIO_HTTP_KEEP_ALIVE=9\nAPP_GREETING='hello from .env'\n"
+                                     "ALREADY=file\nBARE\n")
+    s = resolve_settings(build_parser(), ["--env-file", path], {"ALREADY": "process"},
+                         str(tmp_path))
+    assert s.values["keep_alive"] == 9.0 and s.sources["keep_alive"] == "env TRIO_HTTP_KEEP_ALIVE"
+    # What the environment already has wins; a name without a value is left out.
+    assert s.env_file_values == {"TRIO_HTTP_KEEP_ALIVE": "9", "APP_GREETING": "hello from .env"}
+    s = resolve_settings(build_parser(), ["--keep-alive", "3"], {"TRIO_HTTP_ENV_FILE": path},
+                         str(tmp_path))
+    assert s.values["keep_alive"] == 3.0  # the command line still wins
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_settings(build_parser(), ["--env-file", str(tmp_path / "none")], {},
+                         str(tmp_path))
+
+
+async def test_env_file_reaches_the_app(tmp_path):
+    (tmp_path / "env_mod.py").write_text(
+        "import os\n"
+        "GREETING = os.environ['APP_GREETING'].encode()  # read at import\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': GREETING})\n"
+    )
+    _write(tmp_path / "prod.env", "APP_GREETING=hello from the env file\n")
+    async with run_cli("env_mod:app", "--env-file", "prod.env", "--app-dir", str(tmp_path),
+                       "--bind", "127.0.0.1:0", cwd=str(tmp_path)) as server:
+        status, body = await trio.to_thread.run_sync(http_get, server.port)
+    assert (status, body) == (200, b"hello from the env file")
+
+
 async def test_log_config_json_and_escaped_access_log(tmp_path):
     access = tmp_path / "access.log"
     log_config = _write(tmp_path / "logging.json", json.dumps({

@@ -155,6 +155,10 @@ def _add_production_arguments(p: argparse.ArgumentParser, d: Config) -> None:
                    help="TOML file of settings (keys as the options' names: bind = [...], "
                         "workers = 4); precedence: command line > TRIO_HTTP_* environment > "
                         "this file > [tool.trio_http] in ./pyproject.toml > defaults")
+    g.add_argument("--env-file", metavar="FILE",
+                   help="dotenv file of environment variables (NAME=value lines) for the app "
+                        "and for TRIO_HTTP_* settings; variables already set win "
+                        "(needs python-dotenv)")
     g.add_argument("--print-config", action="store_true",
                    help="print the effective settings as TOML and exit")
     g = p.add_argument_group("application")
@@ -338,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         settings = resolve_settings(parser, argv)
+        for name, value in settings.env_file_values.items():
+            os.environ.setdefault(name, value)  # before the app is imported
         if settings.print_config:
             sys.stdout.write(settings_to_toml(settings, parser))
             return 0

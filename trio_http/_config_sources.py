@@ -8,6 +8,10 @@ Every setting is an argparse option: its ``dest`` is its key in TOML files (``gr
 the environment; booleans are ``true``/``false`` (``1``/``0``, ``yes``/``no``, ``on``/``off`` in
 the environment). The mapping is derived from the parser, so the documentation and the parser
 cannot disagree.
+
+``--env-file`` (or ``TRIO_HTTP_ENV_FILE``) names a dotenv file whose variables join the
+environment, below the variables already set: they reach the app, and its ``TRIO_HTTP_*``
+lines count as environment settings.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ __all__ = [
 
 ENV_PREFIX = "TRIO_HTTP_"
 #: Options that are not settings: they steer this invocation only.
-_NOT_SETTINGS = frozenset({"help", "config", "print_config"})
+_NOT_SETTINGS = frozenset({"help", "config", "env_file", "print_config"})
 #: Environment variables with our prefix that are not settings (the supervisor's, the test
 #: suite's, and --dev-tls's state directory).
 _RESERVED_ENV = frozenset(
@@ -55,6 +59,9 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict)
     config_file: str | None = None
     print_config: bool = False
+    #: Variables read from ``--env-file`` that the environment did not already set: the
+    #: caller puts them in ``os.environ`` for the app (and the workers) to see.
+    env_file_values: dict[str, str] = field(default_factory=dict)
 
     def namespace(self) -> argparse.Namespace:
         return argparse.Namespace(**self.values)
@@ -154,6 +161,19 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r}: {exc}") from None
 
 
+def _read_env_file(path: str) -> dict[str, str]:
+    """The ``NAME=value`` lines of a dotenv file, read by python-dotenv (the format Uvicorn's
+    ``--env-file`` reads); names without a value are left out."""
+    try:
+        from dotenv import dotenv_values
+    except ImportError:
+        raise ConfigError("--env-file needs python-dotenv: pip install 'trio_http[dotenv]'"
+                          ) from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"env file {path!r} not found")
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
 def _pyproject(cwd: str) -> dict[str, Any]:
     path = os.path.join(cwd, "pyproject.toml")
     if not os.path.isfile(path):
@@ -195,6 +215,12 @@ def resolve_settings(
     cwd = os.getcwd() if cwd is None else cwd
     defaults = vars(parser.parse_args([]))
     cli = _explicit_cli(parser, argv)
+    env_file = cli.get("env_file") or environ.get(env_name("env_file")) or None
+    from_file: dict[str, str] = {}
+    if env_file:
+        # The environment wins over the file, as with python-dotenv's load_dotenv.
+        from_file = {k: v for k, v in _read_env_file(env_file).items() if k not in environ}
+        environ = {**environ, **from_file}
     actions = setting_actions(parser)
     values = {k: v for k, v in defaults.items() if k in actions}
     sources = dict.fromkeys(values, "default")
@@ -210,7 +236,8 @@ def resolve_settings(
     if config_file:
         layer(_from_mapping(actions, _read_toml(config_file), config_file), config_file)
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV or name == env_name("config"):
+        if (not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV
+                or name in (env_name("config"), env_name("env_file"))):
             continue
         dest = name[len(ENV_PREFIX):].lower()
         action = actions.get(dest)
@@ -220,7 +247,7 @@ def resolve_settings(
         values[dest] = _coerce(action, raw, name, from_env=True)
         sources[dest] = f"env {name}"
     layer({k: v for k, v in cli.items() if k in actions}, "command line")
-    return Settings(values, sources, config_file, bool(cli.get("print_config")))
+    return Settings(values, sources, config_file, bool(cli.get("print_config")), from_file)
 
 
 def _toml_value(value: Any) -> str:
