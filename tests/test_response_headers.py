@@ -97,9 +97,12 @@ def test_invalid_fields_are_config_errors(pair, message):
         Config(response_headers=(pair,))
 
 
-def test_response_headers_must_be_pairs():
+@pytest.mark.parametrize("value", [
+    ("x-a: 1",), ("ab",), (("x-a", "1", "2"),), (("x-a", b"1"),), "x-a: 1",
+])
+def test_response_headers_must_be_pairs(value):
     with pytest.raises(ConfigError, match="pairs"):
-        Config(response_headers=("x-a: 1",))  # type: ignore[arg-type]
+        Config(response_headers=value)
 
 
 def test_flags_file_and_environment(tmp_path: Path):

@@ -225,8 +225,8 @@ class Config:
     # --- HTTP/2 (RFC 9113 §6.5.2) --------------------------------------------------------
     #: HTTP/2 on cleartext binds (h2c): ``"both"`` (prior knowledge, RFC 9113 §3.3, and the
     #: ``Upgrade: h2c`` of RFC 7540 §3.2), ``"prior-knowledge"``, ``"upgrade"`` or ``"off"``
-    #: (HTTP/1.1 only; ``Upgrade: h2c`` is ignored, a preface gets 505). TLS binds negotiate
-    #: HTTP/2 with ALPN whatever this says.
+    #: (HTTP/1.1 only: ``Upgrade: h2c`` is ignored, a preface is refused as a malformed
+    #: HTTP/1.1 request). TLS binds negotiate HTTP/2 with ALPN whatever this says.
     h2c: Literal["both", "prior-knowledge", "upgrade", "off"] = "both"
     #: Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); past it,
     #: new streams are refused with REFUSED_STREAM, the connection lives on.
@@ -360,12 +360,15 @@ class Config:
                               f"not {self.h2c!r}")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be 'auto', 'on' or 'off', not {self.lifespan!r}")
-        try:
-            fields = tuple(_default_field(*pair) for pair in self.response_headers)
-        except TypeError:
+        pairs = self.response_headers
+        if isinstance(pairs, str) or any(
+            isinstance(p, str) or len(p) != 2 or not all(isinstance(x, str) for x in p)
+            for p in pairs
+        ):
             raise ConfigError("response_headers must be (name, value) pairs of strings, "
-                              f"not {self.response_headers!r}") from None
-        object.__setattr__(self, "response_headers", fields)
+                              f"not {pairs!r}")
+        object.__setattr__(self, "response_headers",
+                           tuple(_default_field(name, value) for name, value in pairs))
         if isinstance(self.server_names, (str, list)):
             object.__setattr__(self, "server_names", (self.server_names,)
                                if isinstance(self.server_names, str) else tuple(self.server_names))

@@ -319,7 +319,7 @@ class H2Server:
                     await acked.wait()
                 self._ping_acked = None
                 if conn.ping_outstanding and not conn.terminated:
-                    error_logger.debug("HTTP/2 keepalive PING from %s unanswered for %s s: "
+                    error_logger.debug("HTTP/2 keepalive PING to %s unanswered for %s s: "
                                        "dropping the connection", self.info.client, timeout)
                     self.broken = True  # as for a write timeout: nothing more reaches it
                     for st in list(self.streams.values()):
