@@ -361,6 +361,27 @@ async def test_idle_connection_gets_goaway(start_server, autojump_clock):
     assert 4 <= trio.current_time() - start < 4.5
 
 
+async def test_connection_specific_response_fields_are_left_out(start_server):
+    # Malformed in HTTP/2 (RFC 9113 §8.2.2), whatever case the app used; te too, which only
+    # a request may carry.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"Connection", b"keep-alive"), (b"keep-alive", b"timeout=5"), (b"TE", b"x"),
+                (b"upgrade", b"h2c"), (b"proxy-connection", b"close"), (b"x-ok", b"1")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    server = await start_server(app)
+    with trio.fail_after(10):
+        client = await H2Client.open(server.port)
+        sid = await client.request()
+        await client.wait_done(sid)
+        await client.aclose()
+    names = [n for n, _ in client.streams[sid].headers or ()]
+    assert b"x-ok" in names
+    assert not {b"connection", b"keep-alive", b"te", b"upgrade", b"proxy-connection"} & set(names)
+
+
 def long_poll_app(disconnected: list[float]) -> Any:
     """Starts a response, then waits for the client to go (a long-poll, or server-sent events
     with nothing to send yet); notes when it learnt of the disconnect."""

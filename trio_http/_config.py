@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._errors import ConfigError
-from ._sansio._fields import check_field
+from ._sansio._fields import NOT_IN_RESPONSES, check_field
 from ._sansio._limits import ServerNames
 
 __all__ = ["Bind", "Config", "parse_bind"]
@@ -94,10 +94,9 @@ def parse_bind(text: str | Bind, *, tls: bool | None = None) -> Bind:
 # Fields a server-wide default cannot carry: they frame the message or describe this one
 # connection or moment (RFC 9110 §6.6.1, §7.6.1; RFC 9112 §6.1), so one value for every
 # response would be wrong; ``date`` has its own switch.
-_NOT_DEFAULTS = frozenset({
-    "connection", "content-length", "date", "keep-alive", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade",
-})
+_NOT_DEFAULTS = frozenset(n.decode() for n in NOT_IN_RESPONSES) | {
+    "content-length", "date", "trailer",
+}
 
 
 def split_header(text: str) -> tuple[str, str]:
@@ -120,6 +119,11 @@ def _default_field(name: str, value: str) -> tuple[str, str]:
     if name in _NOT_DEFAULTS:
         raise ConfigError(f"response header {name!r} cannot be set for every response")
     return name, value
+
+
+def _strings(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A tuple field given as one string or a list, as a tuple."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _positive(name: str, value: float | None, *, allow_none: bool = True) -> None:
@@ -369,9 +373,7 @@ class Config:
                               f"not {pairs!r}")
         object.__setattr__(self, "response_headers",
                            tuple(_default_field(name, value) for name, value in pairs))
-        if isinstance(self.server_names, (str, list)):
-            object.__setattr__(self, "server_names", (self.server_names,)
-                               if isinstance(self.server_names, str) else tuple(self.server_names))
+        object.__setattr__(self, "server_names", _strings(self.server_names))
         try:
             ServerNames(self.server_names)
         except ValueError as exc:
@@ -380,9 +382,7 @@ class Config:
             object.__setattr__(self, "root_path", self.root_path.rstrip("/"))
         if self.keyfile and not self.certfile:
             raise ConfigError("keyfile given without certfile")
-        if isinstance(self.quic_binds, (str, list)):
-            object.__setattr__(self, "quic_binds", (self.quic_binds,)
-                               if isinstance(self.quic_binds, str) else tuple(self.quic_binds))
+        object.__setattr__(self, "quic_binds", _strings(self.quic_binds))
         if self.quic_binds and not self.certfile:
             raise ConfigError("quic_binds need a TLS certificate (certfile)")
         _positive("quic_idle_timeout", self.quic_idle_timeout, allow_none=False)

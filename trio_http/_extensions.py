@@ -37,7 +37,7 @@ import trio
 
 from ._errors import ClientDisconnected
 from ._sansio._events import Request
-from ._sansio._fields import check_field
+from ._sansio._fields import NOT_IN_RESPONSES, check_field
 from ._sansio._scope import ConnectionInfo
 from ._types import Headers, Message
 
@@ -95,10 +95,6 @@ SENDFILE_CHUNK = 1 << 20
 PUSH_QUEUE = 16
 
 _HAVE_SENDFILE = hasattr(os, "sendfile")
-# Fields meaningless (RFC 9110 §7.6.1) or malformed (RFC 9113 §8.2.2) in a 1xx or a trailer.
-_CONNECTION_SPECIFIC = frozenset((
-    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
-))
 # What a pushed path keeps unescaped: RFC 3986 pchar plus "/" and "?".
 _PATH_SAFE = "/?:@!$&'()*+,;=-._~"
 
@@ -125,7 +121,7 @@ def _fields(items: Any, what: str) -> Headers:
         if name[:1] == b":":
             raise ValueError(f"{what}: pseudo-header {name!r} is not allowed")
         check_field(name, value)
-        if name not in _CONNECTION_SPECIFIC:
+        if name not in NOT_IN_RESPONSES:
             headers.append((name, value))
     return headers
 

@@ -321,12 +321,17 @@ class H2Server:
                 if conn.ping_outstanding and not conn.terminated:
                     error_logger.debug("HTTP/2 keepalive PING to %s unanswered for %s s: "
                                        "dropping the connection", self.info.client, timeout)
-                    self.broken = True  # as for a write timeout: nothing more reaches it
-                    for st in list(self.streams.values()):
-                        st.disconnect()
-                    if self._reader_scope is not None:
-                        self._reader_scope.cancel()
+                    self._drop()  # as for a write timeout: nothing more reaches the peer
                     return
+
+    def _drop(self) -> None:
+        """The peer is gone: nothing more is written, every stream sees a disconnect, and the
+        reader stops (run() then ends the connection)."""
+        self.broken = True
+        for st in list(self.streams.values()):
+            st.disconnect()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
 
     # --- writing ------------------------------------------------------------------------
     def kick(self) -> None:
@@ -368,10 +373,7 @@ class H2Server:
                     if stall.cancelled_caught:
                         self.broken = True  # the peer stopped reading: drop it
                 if self.broken:
-                    for st in list(self.streams.values()):
-                        st.disconnect()
-                    if self._reader_scope is not None:
-                        self._reader_scope.cancel()
+                    self._drop()
             drained, self._drained = self._drained, trio.Event()
             drained.set()
             # Bytes queued while this write was under way (the final GOAWAY...) still go out.

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "CONNECTION_FIELDS",
+    "NOT_IN_RESPONSES",
     "TOKEN_BYTES",
     "VALUE_BYTES",
     "check_field",
@@ -24,6 +26,15 @@ __all__ = [
     "token_ok",
     "value_ok",
 ]
+
+#: Connection-specific fields (RFC 9110 §7.6.1): malformed in HTTP/2 and HTTP/3 messages
+#: (RFC 9113 §8.2.2, RFC 9114 §4.2), meaningless in a 1xx or a trailer. TE is one too, but a
+#: request may carry ``te: trailers``, so request checks treat it apart.
+CONNECTION_FIELDS = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+#: What an HTTP/2 or HTTP/3 response, 1xx or trailer leaves out of the app's fields.
+NOT_IN_RESPONSES = CONNECTION_FIELDS | {b"te"}
 
 #: tchar (RFC 9110 §5.6.2)
 TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from hpack.table import HeaderTable
 
+from ._fields import CONNECTION_FIELDS
 from ._limits import RequestHead
 
 __all__ = ["MalformedFields", "check_trailer_fields", "parse_request_fields"]
@@ -25,14 +26,10 @@ Field = tuple[bytes, bytes]
 
 #: The pseudo-header fields of a request (RFC 9113 §8.3.1, RFC 8441 §4).
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
-#: Connection-specific fields, malformed in HTTP/2 (RFC 9113 §8.2.2).
-_CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
-)
 #: Regular field names of HPACK's static table (RFC 7541 Appendix A), all valid.
 _COMMON_NAMES = frozenset(
     name for name, _ in HeaderTable.STATIC_TABLE
-    if name[:1] != b":" and name not in _CONNECTION_SPECIFIC
+    if name[:1] != b":" and name not in CONNECTION_FIELDS
 )
 #: Bytes a field name may hold (§8.2.1: not 0x00-0x20, A-Z, 0x7f-0xff; a colon only first).
 _NAME_BYTES = bytes(c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A and c != 0x3A)
@@ -54,8 +51,8 @@ def _check_names(names: list[bytes]) -> None:
         if bad[:1] == b":":
             raise MalformedFields(f"pseudo-header field {bad!r} after a regular field")
         raise MalformedFields(f"invalid field name {bad!r}")
-    if not _CONNECTION_SPECIFIC.isdisjoint(names):
-        bad = next(n for n in names if n in _CONNECTION_SPECIFIC)
+    if not CONNECTION_FIELDS.isdisjoint(names):
+        bad = next(n for n in names if n in CONNECTION_FIELDS)
         raise MalformedFields(f"connection-specific field {bad!r}")
 
 

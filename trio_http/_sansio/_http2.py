@@ -53,7 +53,7 @@ from ._events import (
     StreamReset,
     WindowUpdated,
 )
-from ._fields import check_field, response_fields
+from ._fields import NOT_IN_RESPONSES, check_field, response_fields
 from ._h2_fields import MalformedFields, check_trailer_fields, parse_request_fields
 from ._h2_frames import FLOOD_WINDOW, FrameScanner
 from ._limits import ServerNames, refusal_status
@@ -73,10 +73,6 @@ CANCEL = h2.errors.ErrorCodes.CANCEL
 _STATUS = {s: str(s).encode() for s in range(100, 600)}
 #: The opaque data of our keepalive PINGs, so their ACKs are told from the peer's own.
 _PING_DATA = b"trio_htp"
-# Malformed in HTTP/2 (RFC 9113 §8.2.2); an ASGI app written for HTTP/1.1 may still set them.
-_CONNECTION_FIELDS = frozenset(
-    (b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"proxy-connection")
-)
 
 
 class H2Connection:
@@ -459,7 +455,7 @@ class H2Connection:
         :class:`ValueError` (or :class:`TypeError`) for fields that are not valid (an
         application error)."""
         block = [(b":status", _STATUS.get(status) or str(status).encode())]
-        response_fields(block, headers, defaults, _CONNECTION_FIELDS)
+        response_fields(block, headers, defaults, NOT_IN_RESPONSES)
         try:
             self._h2.send_headers(stream_id, block, end_stream=end_stream)
         except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):

@@ -71,7 +71,7 @@ from ._events import (
     StreamReset,
     WindowUpdated,
 )
-from ._fields import response_fields
+from ._fields import NOT_IN_RESPONSES, response_fields
 from ._limits import RequestHead, ServerNames, refusal_status
 
 __all__ = [
@@ -95,10 +95,6 @@ H3_REQUEST_REJECTED = int(_E.H3_REQUEST_REJECTED)
 H3_REQUEST_CANCELLED = int(_E.H3_REQUEST_CANCELLED)
 
 _STATUS = {s: str(s).encode() for s in range(100, 600)}
-# RFC 9114 §4.2: connection-specific fields make an HTTP/3 message malformed.
-_CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
-)
 
 NetworkAddress = Any
 
@@ -508,7 +504,7 @@ class H3Connection:
         :class:`ValueError` (or :class:`TypeError`) for fields that are not valid (an
         application error)."""
         block: Headers = [(b":status", _STATUS.get(status) or str(status).encode())]
-        response_fields(block, headers, defaults, _CONNECTION_SPECIFIC)
+        response_fields(block, headers, defaults, NOT_IN_RESPONSES)
         self._send(stream_id, lambda h3: h3.send_headers(stream_id, block, end_stream=end_stream))
         st = self._streams.get(stream_id)
         if st is not None and status >= 200:
